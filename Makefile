@@ -1,0 +1,58 @@
+# The project's commands. Two matter to a newcomer (README): `make book` and `make test`.
+# Every target creates .venv from pyproject.toml when it is missing or older than pyproject.toml.
+
+PYTHON  ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PROFILE ?= paper
+FRESH   ?=
+export SGMCMC_PROFILE ?= $(PROFILE)
+
+.PHONY: help venv system-deps data notebooks book html browser-check test lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[book,dev]'
+	touch $@
+
+venv: $(BIN)/.installed  ## create .venv and install the project with every extra
+
+system-deps:  ## Debian packages: fonts (notMNIST-style), Fashion-MNIST, Chromium (as root; else print the command)
+	bash .ci/install-system-deps
+
+data: venv system-deps  ## fetch, render and verify every dataset into data/ ($$SGMCMC_DATA)
+	$(BIN)/sgmcmc data
+
+notebooks: data  ## execute every notebook with papermill at PROFILE (ci|quick|paper) into book/notebooks/
+	$(BIN)/sgmcmc notebooks --profile $(PROFILE) $(if $(FRESH),--fresh,)
+
+html: venv  ## render the book from the executed notebooks (no execution) into _build/html
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+
+book: notebooks html  ## the main job: execute the notebooks (from the stored results) and build _build/html
+
+browser-check: venv  ## open every page of _build/html in headless Chromium, save screenshots
+	$(BIN)/python .ci/browser_check.py _build/html
+
+lint: venv  ## ruff, the only linter and formatter
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: venv  ## the whole suite: lint, units, statistics, CLI, notebooks at ci (nbval), book build
+	-@bash .ci/install-system-deps
+	$(MAKE) lint
+	SGMCMC_PROFILE=ci $(BIN)/python -m pytest --nbval-lax tests notebooks
+
+bench: venv  ## speed benchmarks: ratios against plain PyTorch, measured in one process
+	$(BIN)/python benchmarks/sampler_overhead.py
+
+clean:  ## remove build outputs (keeps .venv, data/ and results/)
+	rm -rf _build
