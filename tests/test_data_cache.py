@@ -1,0 +1,79 @@
+"""The dataset cache (checksummed, atomic .npz files) and the IDX encoding."""
+
+import hashlib
+import logging
+
+import numpy as np
+import pytest
+
+from sgmcmc.data.cache import atomic_write, load_arrays, save_arrays, stored_checksum
+from sgmcmc.data.idx import decode_idx, encode_idx, idx_md5
+
+
+def test_arrays_round_trip_with_their_checksum(tmp_path):
+    arrays = {"x": np.arange(24, dtype=np.uint8).reshape(2, 3, 4), "y": np.array([3, 7])}
+    path = tmp_path / "sub" / "set.npz"
+    checksum = save_arrays(path, arrays)
+    assert checksum == hashlib.sha256(path.read_bytes()).hexdigest() == stored_checksum(path)
+    loaded = load_arrays(path)
+    assert loaded.keys() == arrays.keys()
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(loaded[name], array)
+        assert loaded[name].dtype == array.dtype
+
+
+def test_flipped_byte_is_detected_and_never_used(tmp_path, caplog):
+    path = tmp_path / "set.npz"
+    save_arrays(path, {"x": np.zeros((100, 28, 28), np.uint8)})
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the array body: np.load alone would not notice
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        assert load_arrays(path) is None
+    assert "does not match its checksum" in caplog.text
+
+
+def test_missing_file_or_checksum_means_absent(tmp_path):
+    path = tmp_path / "set.npz"
+    assert load_arrays(path) is None
+    save_arrays(path, {"x": np.ones(3)})
+    path.with_name("set.npz.sha256").unlink()
+    assert load_arrays(path) is None
+
+
+def test_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"old")
+
+    def fail_halfway(file):
+        file.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, fail_halfway)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_idx_bytes_have_the_canonical_header():
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    data = encode_idx(images)
+    assert data[:4] == bytes([0, 0, 8, 3])  # magic 0x00000803 = 2051, as in *-idx3-ubyte
+    assert data[4:16] == (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + (4).to_bytes(4, "big")
+    assert data[16:] == images.tobytes()
+    assert encode_idx(np.array([1, 2], np.int64))[:8] == bytes([0, 0, 8, 1, 0, 0, 0, 2])
+    np.testing.assert_array_equal(decode_idx(data), images)
+    assert idx_md5(images) == hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "data", [b"", bytes([0, 0, 9, 1, 0, 0, 0, 1, 5]), bytes([0, 0, 8, 1, 0, 0, 0, 3, 5])]
+)
+def test_malformed_idx_is_refused(data):
+    with pytest.raises(ValueError):
+        decode_idx(data)
+
+
+def test_idx_refuses_values_outside_a_byte():
+    with pytest.raises(ValueError, match="0..255"):
+        encode_idx(np.array([256]))
