@@ -17,7 +17,7 @@ _EXPORTS = {
     "PSGLD": "sgmcmc.psgld",
     "KSGLD": "sgmcmc.ksgld",
     "KFAC": "sgmcmc.kfac",
-    "potential": "sgmcmc.potential",
+    "potential": "sgmcmc.posterior",
     "PaperCNN": "sgmcmc.models",
 }
 

@@ -57,9 +57,9 @@ def _sidecar(path: Path) -> Path:
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> str:
-    """Store ``arrays`` in ``path`` (uncompressed ``.npz``) and its sha256; return it."""
+    """Store ``arrays`` in ``path`` (compressed ``.npz``: small enough to carry) and its sha256."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)
     data = buffer.getvalue()
     checksum = hashlib.sha256(data).hexdigest()
     atomic_write_bytes(path, data)
