@@ -23,7 +23,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sgmcmc", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="sgmcmc",
+        description="Preconditioned SG-MCMC samplers and the experiments of Palacci & Hess (2018).",
+    )
     parser.add_argument("--version", action="version", version=f"sgmcmc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
