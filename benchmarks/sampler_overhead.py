@@ -1,0 +1,256 @@
+"""Seconds per epoch of each sampler against plain ``torch.optim.SGD`` on the paper's CNN.
+
+Batch 512 of synthetic MNIST-shaped data already on the device (no dataset needed); an epoch is
+118 steps (60,000 / 512). Every method trains its own copy of the same initial model in the
+same process; the methods take turns, ``--block`` steps each (1 on a CPU, 10 on a GPU), and each
+reports its median time per step over its turns, so drifting machine load affects all of them
+alike. The last column times ``optimizer.step()`` alone (fixed gradients), the overhead
+itself. Target: SGLD and pSGLD ≤ 1.05× SGD.
+
+    python benchmarks/sampler_overhead.py --steps 20 [--device cuda] [--threads 1]
+
+On a CPU that other work shares, ``--threads 1`` avoids the stalls two-thread kernels suffer
+when the machine is oversubscribed.
+
+To add a sampler, add one entry to ``METHODS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sgmcmc import KFAC, KSGLD, PSGLD, SGLD, PaperCNN, potential
+
+BATCH, NUM_DATA, EPOCH_STEPS = 512, 60_000, 118
+
+
+@dataclass(frozen=True)
+class Method:
+    """How to build the optimizer for a model, and which loss it backpropagates: the mean
+    batch loss (SGD, paper convention), the potential U with its prior (langevin convention),
+    or U without the prior, which the optimizer then adds as weight decay ("likelihood")."""
+
+    make: Callable[[nn.Module, torch.Generator], torch.optim.Optimizer]
+    loss: str  # "mean", "potential" or "likelihood"
+
+
+METHODS: dict[str, Method] = {
+    "sgd": Method(lambda model, _: torch.optim.SGD(model.parameters(), lr=0.01), "mean"),
+    "sgld": Method(
+        lambda model, g: SGLD(model.parameters(), lr=0.01 / NUM_DATA, generator=g), "potential"
+    ),
+    "sgld-wd": Method(
+        lambda model, g: SGLD(
+            model.parameters(), lr=0.01 / NUM_DATA, weight_decay=1.0, generator=g
+        ),
+        "likelihood",
+    ),
+    "sgld-paper": Method(
+        lambda model, g: SGLD(model.parameters(), lr=0.02, convention="paper", generator=g),
+        "mean",
+    ),
+    "psgld": Method(lambda model, g: PSGLD(model.parameters(), lr=1e-5, generator=g), "potential"),
+    "psgld-wd": Method(
+        lambda model, g: PSGLD(model.parameters(), lr=1e-5, weight_decay=1.0, generator=g),
+        "likelihood",
+    ),
+    "psgld-paper": Method(
+        lambda model, g: PSGLD(model.parameters(), lr=0.02, convention="paper", generator=g),
+        "mean",
+    ),
+    # KSGLD with KFAC's default schedule (factor_every, inverse_every, max_rows); prior_std 1.
+    # The rates keep 3 x 118 steps on random labels finite; timing does not depend on them.
+    "ksgld": Method(
+        lambda model, g: KSGLD(
+            model.parameters(),
+            lr=0.01 / NUM_DATA,
+            kfac=KFAC(model, damping=1.0, generator=g),
+            num_data=NUM_DATA,
+            generator=g,
+        ),
+        "potential",
+    ),
+    "ksgld-paper": Method(
+        lambda model, g: KSGLD(
+            model.parameters(),
+            lr=0.02,
+            kfac=KFAC(model, damping=1.0, generator=g),  # 1e-3 diverges at lr 0.02
+            convention="paper",
+            generator=g,
+        ),
+        "mean",
+    ),
+}
+
+
+class Run:
+    """One method training its own copy of the initial model."""
+
+    def __init__(self, method: Method, initial: dict, device: torch.device) -> None:
+        self.method = method
+        self.model = PaperCNN().to(device)
+        self.model.load_state_dict(initial)
+        self.optimizer = method.make(self.model, torch.Generator(device=device).manual_seed(0))
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(x)
+        if isinstance(self.optimizer, KSGLD):
+            self.optimizer.kfac.observe(logits)  # the one extra line K-FAC asks of a step
+        loss = F.cross_entropy(logits, y)
+        if self.method.loss != "mean":
+            prior_std = 1.0 if self.method.loss == "potential" else None
+            loss = potential(loss, NUM_DATA, self.model.parameters(), prior_std=prior_std)
+        loss.backward()
+        self.optimizer.step()
+
+    def seconds_per_step(self, batches: list, device: torch.device) -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        for x, y in batches:
+            self.step(x, y)
+        synchronize(device)
+        return (time.perf_counter() - start) / len(batches)
+
+
+def time_optimizer_step(method: Method, initial: dict, device: torch.device, calls: int) -> float:
+    """Milliseconds per ``optimizer.step()`` alone, with fixed gradients: the pure overhead."""
+    model = PaperCNN().to(device)
+    model.load_state_dict(initial)
+    optimizer = method.make(model, torch.Generator(device=device).manual_seed(0))
+    if isinstance(optimizer, KSGLD):  # a real eigenbasis, as after the first observe
+        optimizer.kfac.observe(model(torch.rand(BATCH, 1, 28, 28, device=device)))
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    optimizer.step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        optimizer.step()
+    synchronize(device)
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def print_ksgld_split(
+    name: str, initial: dict, batch: tuple, device: torch.device, sgd_step_ms: float
+) -> None:
+    """KSGLD's extra cost per training step, amortized over its schedule, by ablation:
+    factors (forward + ``observe`` on a factor step, minus the forward alone, / factor_every),
+    eigendecompositions (``refresh_eigenbasis()`` / inverse_every), preconditioning
+    (``step()`` at ``T = 0`` minus SGD's ``step()``) and noise (``step()`` minus itself at
+    ``T = 0``: draws and, for noise-only preconditioning, the rotation of the noise)."""
+    model = PaperCNN().to(device)
+    model.load_state_dict(initial)
+    optimizer = METHODS[name].make(model, torch.Generator(device=device).manual_seed(0))
+    kfac, (x, _) = optimizer.kfac, batch
+    factor_every, inverse_every = kfac.factor_every, kfac.inverse_every
+    kfac.factor_every, kfac.inverse_every = 1, 10**9  # every observe: a factor update only
+
+    def milliseconds(function, repeats: int = 3) -> float:
+        function()
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            function()
+        synchronize(device)
+        return (time.perf_counter() - start) / repeats * 1e3
+
+    with_factors = milliseconds(lambda: kfac.observe(model(x)))
+    kfac.factor_every = 10**9
+    forward = milliseconds(lambda: kfac.observe(model(x)))  # records nothing
+    eigen = milliseconds(kfac.refresh_eigenbasis, repeats=1)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    sgd = torch.optim.SGD(model.parameters(), lr=0.0)
+    steps = {}
+    for temperature in (0.0, 1.0):
+        optimizer.param_groups[0]["temperature"] = temperature
+        steps[temperature] = milliseconds(optimizer.step)
+    parts = {
+        "factors": (with_factors - forward) / factor_every,
+        "eigendecompositions": eigen / inverse_every,
+        "preconditioning": steps[0.0] - milliseconds(sgd.step),
+        "noise": steps[1.0] - steps[0.0],
+    }
+    print(
+        f"{name} extra cost per step (factor_every={factor_every}, "
+        f"inverse_every={inverse_every}; eigendecomposition {eigen:.0f} ms each), "
+        f"ms and x SGD step ({sgd_step_ms:.1f} ms):"
+    )
+    for part, ms in parts.items():
+        print(f"  {part:<20} {ms:>9.2f} {ms / sgd_step_ms:>7.3f}")
+    total = sum(parts.values())
+    print(f"  {'SGD + all parts':<20} {sgd_step_ms + total:>9.2f} {1 + total / sgd_step_ms:>7.3f}")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=EPOCH_STEPS, help="timed steps per method")
+    parser.add_argument("--block", type=int, help="steps per turn (default: 1 CPU, 10 GPU)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    methods = ["sgd", *[name for name in args.methods if name != "sgd"]]
+
+    generator = torch.Generator().manual_seed(0)
+    initial = PaperCNN(generator=generator).state_dict()
+    pool = [
+        (
+            torch.rand(BATCH, 1, 28, 28, generator=generator).to(device),
+            torch.randint(0, 10, (BATCH,), generator=generator).to(device),
+        )
+        for _ in range(8)
+    ]
+    batches = [pool[i % len(pool)] for i in range(args.steps)]
+    block = args.block or (10 if device.type == "cuda" else 1)
+
+    runs = {name: Run(METHODS[name], initial, device) for name in methods}
+    for run in runs.values():
+        run.seconds_per_step(pool[:2], device)  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
+    for turn, start in enumerate(range(0, args.steps, block)):
+        shift = turn % len(methods)  # rotate who goes first
+        chunk = batches[start : start + block]
+        for name in methods[shift:] + methods[:shift]:
+            seconds[name].append(runs[name].seconds_per_step(chunk, device))
+    del runs
+
+    step_ms = {name: time_optimizer_step(METHODS[name], initial, device, 20) for name in methods}
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"batch {BATCH}, {args.steps} steps per method in turns of {block} (median)"
+    )
+    print(f"{'method':<12} {'s/epoch':>9} {'x sgd':>7} {'step() ms':>10}")
+    baseline = statistics.median(seconds["sgd"])
+    for name in methods:
+        median = statistics.median(seconds[name])
+        per_epoch = median * EPOCH_STEPS
+        ratio = median / baseline
+        print(f"{name:<12} {per_epoch:>9.3f} {ratio:>7.3f} {step_ms[name]:>10.2f}")
+    for name in methods:
+        if name.startswith("ksgld"):
+            sgd_step_ms = baseline * 1e3
+            print_ksgld_split(name, initial, pool[0], device, sgd_step_ms)
+
+
+if __name__ == "__main__":
+    main()

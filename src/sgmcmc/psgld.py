@@ -1,0 +1,168 @@
+"""pSGLD: the Langevin step preconditioned by an RMSprop-style diagonal.
+
+``convention="langevin"`` (Li, Chen, Carlson & Carin 2016): per element
+``V ← α·V + (1 − α)·g²`` (``V`` starts at 0 and is updated before it is used, as in
+``torch.optim.RMSprop``) and ``P = diag(1 / (ε + sqrt(V)))``, with ``g`` the gradient the
+optimizer sees (of ``U``). Li et al. average squared *mean* minibatch log-likelihood gradients
+(no factor ``N``): their ``P`` is ``N`` times ours, their step size ``ε_Li = 2·lr/N`` and their
+``λ = ε/N``. Defaults ``α = 0.99`` (RMSprop's ``alpha``) and ``ε = 1e-5`` (the value of Li et
+al.'s λ; negligible beside ``sqrt(V)`` either way).
+
+With ``V`` adapting, the step omits the correction term ``Γ(θ)`` of Ma, Chen & Fox (2015),
+as Li et al. do, so the chain is not exactly invariant for the posterior (PAPER.md §2). Freeze
+``V`` (``burn_in`` steps, or :meth:`PSGLD.freeze_preconditioner`) to get a constant ``P``,
+for which ``precondition="both"`` samples the posterior up to discretization.
+
+``convention="paper"`` (the released code of Palacci & Hess 2018): ``m`` starts at 1 and
+``m ← sqrt(ε + α·m + (1 − α)·g²)`` with ``α = 0.96``, ``ε = 1e-10`` and ``g`` the gradient of
+the mean batch loss; then ``θ ← θ − (lr/2)·g + lr²·sqrt(T)·ξ/m`` (``P = diag(1/m)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sgmcmc.langevin import LangevinSampler
+
+# (alpha, eps) per convention: RMSprop / Li et al. for langevin, the released code for paper.
+_DEFAULT_CONSTANTS = {"langevin": (0.99, 1e-5), "paper": (0.96, 1e-10)}
+
+
+class PSGLD(LangevinSampler):
+    """Preconditioned SGLD with a diagonal ``P`` learned from squared gradients.
+
+    Args:
+        params, lr, convention, precondition, temperature, weight_decay, generator: as
+            :class:`sgmcmc.langevin.LangevinSampler`.
+        alpha: decay of the moving average, in ``[0, 1)``; ``None``: 0.99 (langevin), 0.96
+            (paper).
+        eps: ``ε > 0``; ``None``: 1e-5 (langevin, added to ``sqrt(V)``), 1e-10 (paper, inside
+            the square root of the ``m`` recursion).
+        burn_in: number of preconditioner updates after which it freezes (``None``: never).
+
+    State per parameter: ``square_avg`` (``V``, langevin) or ``m`` (paper), and ``step``, the
+    number of preconditioner updates so far.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        *,
+        convention: str = "langevin",
+        precondition: str | None = None,
+        temperature: float = 1.0,
+        weight_decay: float = 0.0,
+        generator: torch.Generator | None = None,
+        alpha: float | None = None,
+        eps: float | None = None,
+        burn_in: int | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            convention=convention,
+            precondition=precondition,
+            temperature=temperature,
+            weight_decay=weight_decay,
+            generator=generator,
+            alpha=alpha,
+            eps=eps,
+            burn_in=burn_in,
+            preconditioner_frozen=False,
+        )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; fill ``alpha`` and ``eps`` from its convention and validate them."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        default_alpha, default_eps = _DEFAULT_CONSTANTS[group["convention"]]
+        if group["alpha"] is None:
+            group["alpha"] = default_alpha
+        if group["eps"] is None:
+            group["eps"] = default_eps
+        alpha, eps, burn_in = group["alpha"], group["eps"], group["burn_in"]
+        if not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
+            raise ValueError(f"alpha must be a number in [0, 1), got {alpha!r}")
+        if not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
+            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+        if burn_in is not None and (
+            isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 1
+        ):
+            raise ValueError(f"burn_in must be None or an integer >= 1, got {burn_in!r}")
+
+    def freeze_preconditioner(self, frozen: bool = True) -> None:
+        """Stop (or, with ``frozen=False``, resume) updating ``V`` / ``m`` in every group."""
+        for group in self.param_groups:
+            group["preconditioner_frozen"] = frozen
+
+    def _update_preconditioner(
+        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+    ) -> None:
+        key = _state_key(group)
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                init = torch.zeros_like if key == "square_avg" else torch.ones_like
+                state[key] = init(p, memory_format=torch.preserve_format)
+        if group["preconditioner_frozen"]:
+            return
+        burn_in = group["burn_in"]
+        adapting = [
+            i for i, p in enumerate(params) if burn_in is None or self.state[p]["step"] < burn_in
+        ]
+        if not adapting:
+            return
+        averages = [self.state[params[i]][key] for i in adapting]
+        squares_of = [grads[i] for i in adapting]
+        alpha = group["alpha"]
+        torch._foreach_mul_(averages, alpha)
+        torch._foreach_addcmul_(averages, squares_of, squares_of, value=1.0 - alpha)
+        if key == "m":
+            torch._foreach_add_(averages, group["eps"])
+            torch._foreach_sqrt_(averages)
+        for i in adapting:
+            self.state[params[i]]["step"] += 1
+
+    def _precondition(
+        self, group: dict[str, Any], params: list[Tensor], tensors: list[Tensor], power: float
+    ) -> list[Tensor]:
+        return torch._foreach_div(tensors, self._denominators(group, params, power))
+
+    def _add_preconditioned_(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        tensors: list[Tensor],
+        power: float,
+        alpha: float,
+    ) -> None:
+        denominators = self._denominators(group, params, power)
+        torch._foreach_addcdiv_(params, tensors, denominators, value=alpha)
+
+    def _denominators(
+        self, group: dict[str, Any], params: list[Tensor], power: float
+    ) -> list[Tensor]:
+        """``D`` with ``P**power = 1/D``: ``(ε + sqrt(V))**power`` or ``m**power``."""
+        if _state_key(group) == "square_avg":
+            denominators = torch._foreach_sqrt([self.state[p]["square_avg"] for p in params])
+            torch._foreach_add_(denominators, group["eps"])
+            if power == 0.5:
+                torch._foreach_sqrt_(denominators)
+            elif power != 1.0:
+                torch._foreach_pow_(denominators, power)
+            return denominators
+        denominators = [self.state[p]["m"] for p in params]
+        if power != 1.0:
+            return torch._foreach_pow(denominators, power)
+        return denominators
+
+
+def _state_key(group: dict[str, Any]) -> str:
+    return "square_avg" if group["convention"] == "langevin" else "m"
