@@ -1,0 +1,125 @@
+"""What every notebook does first and last: settle its parameters, say where and with what it
+runs, get runs through the store, time itself, and state the paper's claims with verdicts.
+
+Usage, right after a notebook's ``parameters`` cell::
+
+    session = Session(profile, device=device, seeds=seeds, output_dir=output_dir)
+    result = session.run(config)          # stored result, or train and store it
+    ...
+    session.claims([claim("4.1", text, holds, evidence), ...])
+    session.finish()                      # wall time, runs trained and loaded
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Session:
+    """A notebook's context. ``seeds=None`` means the profile's seeds. ``output_dir`` is the
+    results root (runs, hyper-parameter selections); when given it becomes this process's
+    ``$SGMCMC_RESULTS``, so everything the notebook reads agrees; ``None`` keeps
+    ``$SGMCMC_RESULTS``, else ``results/``. The provenance (profile, hardware, versions,
+    store) is printed on creation unless ``quiet``."""
+
+    profile_name: str
+    device: str = "auto"
+    seeds: tuple[int, ...] | list[int] | None = None
+    output_dir: str | Path | None = None
+    quiet: bool = False
+    trained: list[tuple[str, float]] = field(default_factory=list, init=False)
+    loaded: list[str] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        from sgmcmc.paths import results_dir
+        from sgmcmc.plotting import apply_style
+        from sgmcmc.profiles import get_profile
+
+        self.profile = get_profile(self.profile_name)
+        self.seeds = tuple(self.profile.seeds if self.seeds is None else self.seeds)
+        if self.output_dir is not None:
+            os.environ["SGMCMC_RESULTS"] = str(Path(self.output_dir).resolve())
+        self.store = results_dir()
+        self._start = time.perf_counter()
+        apply_style()
+        if not self.quiet:
+            print(self.provenance_text())
+
+    # ------------------------------------------------------------------ provenance
+    def provenance(self) -> dict[str, Any]:
+        """Profile, hardware, versions and store, as a flat dict."""
+        import numpy as np
+        import torch
+
+        import sgmcmc
+        from sgmcmc.experiment import device_name, resolve_device
+
+        resolved = resolve_device(self.device)
+        info = {
+            "profile": f"{self.profile.name}: {self.profile.description}",
+            "seeds": ", ".join(map(str, self.seeds)),
+            "device": f"{resolved} ({device_name(resolved)})",
+            "python": platform.python_version(),
+            "sgmcmc": sgmcmc.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "store": str(self.store),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+        for name in ("arviz", "scipy"):
+            module = sys.modules.get(name)
+            if module is not None:
+                info[name] = module.__version__
+        return info
+
+    def provenance_text(self) -> str:
+        info = self.provenance()
+        width = max(map(len, info))
+        return "\n".join(f"{key:<{width}}  {value}" for key, value in info.items())
+
+    # ------------------------------------------------------------------ runs
+    def run(self, config):
+        """The stored result of ``config`` (made on any device), else train, store, return it."""
+        from sgmcmc.store import find_result, run_or_load
+
+        if find_result(config, self.store) is not None:
+            self.loaded.append(config.key())
+            return run_or_load(config, device=self.device, root=self.store)
+        start = time.perf_counter()
+        result = run_or_load(config, device=self.device, root=self.store)
+        self.trained.append((config.key(), time.perf_counter() - start))
+        return result
+
+    # ------------------------------------------------------------------ closing
+    def claims(self, rows: list[dict[str, Any]]):
+        """The paper's claims with computed verdicts, as a table (see :func:`claim`)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(rows, columns=["section", "claim", "holds", "evidence"])
+        frame.attrs["profile"] = self.profile.name
+        return frame.set_index("section")
+
+    def finish(self) -> str:
+        """One line: this notebook's wall time, and how many runs it trained and loaded."""
+        total = time.perf_counter() - self._start
+        trained = sum(seconds for _, seconds in self.trained)
+        line = (
+            f"profile {self.profile.name}: wall time {total:.1f} s; trained {len(self.trained)} "
+            f"run(s) in {trained:.1f} s, loaded {len(self.loaded)} from the store"
+        )
+        print(line)
+        return line
+
+
+def claim(section: str, text: str, holds: bool | None, evidence: str) -> dict[str, Any]:
+    """One row of a claims table: ``holds`` is computed from results (``None``: not testable
+    at this profile, which ``evidence`` explains)."""
+    verdict = "n/a" if holds is None else ("yes" if bool(holds) else "no")
+    return {"section": section, "claim": text, "holds": verdict, "evidence": evidence}

@@ -1,0 +1,157 @@
+"""``sgmcmc notebooks``: papermill in order, parameters injected, atomic outputs, one-line
+failures, ``--only`` and ``--fresh`` (on tiny synthetic notebooks)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sgmcmc.errors import UserError
+from sgmcmc.notebooks import merge_store, run_notebooks, select, source_notebooks
+
+PARAMETERS = 'profile = "paper"\ndevice = "auto"'
+
+
+def _notebook(path: Path, *cells: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    parameters = nbformat.v4.new_code_cell(PARAMETERS)
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, path)
+
+
+WRITE_RUN = """
+import json, os, pathlib
+folder = pathlib.Path(os.environ.get("SGMCMC_RESULTS", "unset")) / profile / "abc"
+folder.mkdir(parents=True, exist_ok=True)
+(folder / "run.json").write_text(json.dumps({"profile": profile}))
+print("store", os.environ.get("SGMCMC_RESULTS"))
+"""
+
+
+@pytest.fixture
+def book(tmp_path, monkeypatch):
+    monkeypatch.setenv("SGMCMC_RESULTS", str(tmp_path / "results"))
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    _notebook(source / "01_first.ipynb", "print('profile is', profile, device)")
+    _notebook(source / "00_zeroth.ipynb", WRITE_RUN)
+    return source, tmp_path / "out"
+
+
+def _outputs(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_runs_in_order_with_parameters_and_one_line_each(book):
+    source, out = book
+    lines = []
+    runs = run_notebooks("ci", device="cpu", source_dir=source, output_dir=out, log=lines.append)
+    assert [r.name for r in runs] == ["00_zeroth", "01_first"]
+    assert len(lines) == 2 and lines[0].startswith("[1/2] 00_zeroth: ") and lines[0].endswith(" s")
+    assert "profile is ci cpu" in _outputs(out / "01_first.ipynb")
+    executed = nbformat.read(out / "01_first.ipynb", as_version=4)
+    assert executed.metadata["kernelspec"]["name"] == "python3"
+    assert sorted(p.name for p in out.iterdir()) == ["00_zeroth.ipynb", "01_first.ipynb"]
+
+
+def test_failure_names_notebook_and_cell_and_stops(book):
+    source, out = book
+    _notebook(source / "00a_broken.ipynb", "x = 1", "raise ValueError('planted\\nsecond line')")
+    with pytest.raises(UserError) as info:
+        run_notebooks("ci", source_dir=source, output_dir=out, log=lambda _: None)
+    message = str(info.value)
+    assert "00a_broken.ipynb" in message and "ValueError: planted" in message
+    assert "cell" in message and "\n" not in message
+    assert (out / "00_zeroth.ipynb").exists()  # the one before ran and was kept
+    assert not (out / "00a_broken.ipynb").exists()  # no half-run notebook in the book
+    assert not (out / "01_first.ipynb").exists()  # stopped at the first failure
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_only_and_unknown_names(book):
+    source, out = book
+    notebooks = source_notebooks(source)
+    assert [p.stem for p in select(notebooks, "01")] == ["01_first"]
+    assert [p.stem for p in select(notebooks, "00_zeroth.ipynb")] == ["00_zeroth"]
+    with pytest.raises(UserError, match="matches no notebook; choose one of: 00_zeroth, 01_first"):
+        select(notebooks, "07")
+    with pytest.raises(UserError, match="matches several"):
+        select(notebooks, "0")
+    with pytest.raises(UserError, match="unknown profile"):
+        run_notebooks("huge", source_dir=source, output_dir=out)
+
+
+def test_fresh_trains_into_an_empty_store_then_replaces_the_old_results(book, tmp_path):
+    source, out = book
+    store = tmp_path / "results"
+    old = store / "ci" / "abc"
+    old.mkdir(parents=True)
+    (old / "run.json").write_text('{"old": true}')
+    (old / "stale.npz").write_text("old")
+    (store / "hparams").mkdir()
+    (store / "hparams" / "paper.json").write_text('{"selected": {}}')
+    run_notebooks("ci", fresh=True, only="00", source_dir=source, output_dir=out, log=print)
+    assert f"store {store / '.fresh'}" in _outputs(out / "00_zeroth.ipynb")
+    assert json.loads((old / "run.json").read_text()) == {"profile": "ci"}
+    assert not (old / "stale.npz").exists()
+    assert not (store / ".fresh").exists()
+    assert (store / "hparams" / "paper.json").read_text() == '{"selected": {}}'
+    assert os.environ["SGMCMC_RESULTS"] == str(store)  # restored
+
+
+def test_merge_store_moves_files_and_run_folders(tmp_path):
+    fresh, store = tmp_path / "fresh", tmp_path / "store"
+    (fresh / "hparams").mkdir(parents=True)
+    (fresh / "hparams" / "ci.json").write_text("new")
+    (fresh / "ci" / "k1").mkdir(parents=True)
+    (fresh / "ci" / "k1" / "run.json").write_text("{}")
+    (fresh / "ci" / ".tmp-k2-1").mkdir()
+    (store / "hparams").mkdir(parents=True)
+    (store / "hparams" / "ci.json").write_text("old")
+    merge_store(fresh, store)
+    assert (store / "hparams" / "ci.json").read_text() == "new"
+    assert (store / "ci" / "k1" / "run.json").exists()
+    assert not (store / "ci" / ".tmp-k2-1").exists() and not fresh.exists()
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+    env = {**os.environ, "SGMCMC_RESULTS": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "sgmcmc", "notebooks", "--profile", "ci", "--only", "no-such"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "no-such" in out.stderr
+
+
+def test_the_book_s_notebooks_are_clean_and_parameterised():
+    """Every source notebook: no outputs, kernelspec python3, a `parameters` cell giving
+    profile (from $SGMCMC_PROFILE), device, seeds and output_dir, a Session, and a claims table
+    closing it (the reproduction notebooks' contract)."""
+    notebooks = source_notebooks()
+    assert len(notebooks) >= 8
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3", path.name
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), path.name
+        (parameters,) = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        for name in ("profile", "device", "seeds", "output_dir"):
+            assert f"\n{name} = " in f"\n{parameters.source}", (path.name, name)
+        assert 'os.environ.get("SGMCMC_PROFILE")' in parameters.source, path.name
+        source = "\n".join(c.source for c in code)
+        assert "Session(profile" in source and "session.claims(" in source, path.name
+        assert code[-1].source.strip() == "session.finish()", path.name
