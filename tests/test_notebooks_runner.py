@@ -155,3 +155,18 @@ def test_the_book_s_notebooks_are_clean_and_parameterised():
         source = "\n".join(c.source for c in code)
         assert "Session(profile" in source and "session.claims(" in source, path.name
         assert code[-1].source.strip() == "session.finish()", path.name
+
+
+def test_paper_profile_without_gpu_or_stored_runs_is_refused(tmp_path, monkeypatch, capsys):
+    """A missing paper store on a CPU is one line naming the fixes, not days of training."""
+    import torch
+
+    from sgmcmc.cli import main
+
+    monkeypatch.setenv("SGMCMC_RESULTS", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["notebooks", "--profile", "paper", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "paper-profile runs are missing" in err and "PROFILE=quick" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

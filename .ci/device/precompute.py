@@ -3,8 +3,8 @@ GPU (the paper's CNN at batch 512 is launch-bound, so one process leaves most of
 
     PYTHONPATH=src python .ci/device/precompute.py --profile paper --workers 8 --device cuda
 
-It mirrors the notebooks' configs (tables.reproduction_configs, tables.langevin_configs);
-whatever it misses, the notebooks train themselves. Runs go through ``run_or_load``, whose
+The runs are :func:`sgmcmc.plan.notebook_configs`; whatever it misses, the notebooks train
+themselves. Runs go through ``run_or_load``, whose
 per-key lock makes each config train once however many workers ask for it. This script
 needs neither papermill nor Ray, so it runs on the bare GPU image (torch, numpy, pandas,
 xarray, scipy) with ``PYTHONPATH=src``.
@@ -16,44 +16,8 @@ import argparse
 import multiprocessing as mp
 import time
 
-from sgmcmc import tables
-from sgmcmc.hparams import tuned_overrides
-from sgmcmc.profiles import get_profile
+from sgmcmc.plan import notebook_configs
 from sgmcmc.store import run_or_load
-
-
-def notebook_configs(profile_name: str) -> list:
-    """The configs of notebooks 01-07, most needed first (Figs. 1, 2, 4, Table 1)."""
-    profile = get_profile(profile_name)
-    seeds = profile.seeds
-    configs = dict(tables.reproduction_configs(profile.name, seeds))
-    for size in profile.small_train_sizes:
-        small = tables.reproduction_configs(
-            profile.name, seeds, train_size=size, epochs=profile.small_epochs
-        )
-        configs.update({(f"{k[0]} {size}", *k[1:]): c for k, c in small.items()})
-    for precondition, label in (("both", "eq. 1"), ("noise", "eq. 2")):
-        methods = ["sgld", "psgld", "ksgld"] if precondition == "both" else ["psgld", "ksgld"]
-        configs.update(
-            tables.langevin_configs(profile.name, seeds, methods, label, precondition=precondition)
-        )
-    langevin = ["sgld", "psgld", "ksgld"]
-    configs.update(
-        tables.langevin_configs(profile.name, seeds, langevin, "langevin T=1", temperature=1.0)
-    )
-    for method in langevin:
-        selected = tuned_overrides(profile.hparams, method, "langevin", profile.train_size) or {}
-        configs.update(
-            tables.langevin_configs(
-                profile.name,
-                seeds,
-                [method],
-                "langevin cold",
-                temperature=selected.get("temperature", 0.01),
-            )
-        )
-    unique = {c.key(): c for c in configs.values()}
-    return list(unique.values())
 
 
 def _worker(rank: int, workers: int, profile: str, device: str, deadline: float) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from sgmcmc.errors import UserError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -28,7 +30,30 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", metavar="DIR", type=Path, help="where executed notebooks go (book/notebooks)"
     )
+    p.add_argument(
+        "--train-on-cpu",
+        action="store_true",
+        help="at the paper profile, train missing runs even without a GPU (hours per run)",
+    )
     p.set_defaults(func=handle)
+
+
+def _refuse_paper_training_on_cpu(device: str | None) -> None:
+    """The paper profile trains ~60 runs of 20 epochs: minutes on a GPU, days on a CPU."""
+    import torch
+
+    from sgmcmc.plan import missing_runs
+
+    if device != "cpu" and torch.cuda.is_available():
+        return
+    missing = missing_runs("paper")
+    if missing:
+        raise UserError(
+            f"{len(missing)} paper-profile runs are missing from the store and there is no GPU "
+            "to train them (about 15 CPU-minutes per 20-epoch run); train them on a GPU "
+            "(.ci/device/paper_profile.sh, book/rerun.md), use PROFILE=quick, or pass "
+            "--train-on-cpu"
+        )
 
 
 def handle(args) -> int:
@@ -36,6 +61,8 @@ def handle(args) -> int:
     from sgmcmc.profiles import default_profile_name
 
     profile = args.profile or default_profile_name()
+    if profile == "paper" and not args.train_on_cpu:
+        _refuse_paper_training_on_cpu(args.device)
     start = time.perf_counter()
     runs = run_notebooks(
         profile,
