@@ -51,6 +51,7 @@ format: venv
 test: venv  ## the whole suite: lint, units, statistics, CLI, notebooks at ci (nbval), book build
 	-@bash .ci/install-system-deps
 	$(MAKE) lint
+	$(BIN)/sgmcmc data --only mnist
 	SGMCMC_PROFILE=ci $(BIN)/python -m pytest --nbval-lax tests notebooks
 
 bench: venv  ## speed benchmarks: ratios against plain PyTorch, measured in one process
