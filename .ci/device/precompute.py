@@ -20,8 +20,21 @@ from sgmcmc.plan import notebook_configs
 from sgmcmc.store import run_or_load
 
 
-def _worker(rank: int, workers: int, profile: str, device: str, deadline: float) -> None:
-    configs = notebook_configs(profile)
+def _configs(profile: str, released_only: bool) -> list:
+    if not released_only:
+        return notebook_configs(profile)
+    from sgmcmc import tables
+    from sgmcmc.profiles import get_profile
+
+    seeds = get_profile(profile).seeds
+    configs = tables.reproduction_configs(profile, seeds, configurations=["as released"])
+    return list({c.key(): c for c in configs.values()}.values())
+
+
+def _worker(
+    rank: int, workers: int, profile: str, device: str, deadline: float, released_only: bool
+) -> None:
+    configs = _configs(profile, released_only)
     # Rotate the order so that workers start on different runs; the store's lock does the rest.
     order = configs[rank::workers] + [c for i, c in enumerate(configs) if i % workers != rank]
     for config in order:
@@ -46,8 +59,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--seconds", type=float, default=1e9, help="stop starting runs after")
     parser.add_argument("--list", action="store_true", help="print the configs and exit")
+    parser.add_argument(
+        "--released-only", action="store_true", help="only the 'as released' main runs"
+    )
     args = parser.parse_args()
-    configs = notebook_configs(args.profile)
+    configs = _configs(args.profile, args.released_only)
     print(f"{len(configs)} configs for profile {args.profile}", flush=True)
     if args.list:
         for c in configs:
@@ -56,7 +72,10 @@ def main() -> None:
     deadline = time.time() + args.seconds
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(r, args.workers, args.profile, args.device, deadline))
+        ctx.Process(
+            target=_worker,
+            args=(r, args.workers, args.profile, args.device, deadline, args.released_only),
+        )
         for r in range(args.workers)
     ]
     for p in procs:
