@@ -19,7 +19,6 @@ autocorrelation.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import scipy.linalg
@@ -117,18 +116,6 @@ def assert_standard_normal(z: Tensor, n_se: float = 5.0) -> None:
     deviation = deviation_from_standard_normal(z)
     variances = torch.var(z, dim=0)
     assert deviation < n_se, f"{deviation:.2f} SE from N(0, I); variances {variances}"
-
-
-@contextmanager
-def one_thread():
-    """Run torch on one intra-op thread: small tensors gain nothing from two, and on a busy
-    machine two threads contend badly."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def run_quadratic_chains(

@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _targets import assert_standard_normal, one_thread, spd_matrix
+from _targets import assert_standard_normal, spd_matrix
 from torch import nn
 
 from sgmcmc import KFAC
+from sgmcmc.exact import one_thread
 
 DTYPE = torch.float64
 

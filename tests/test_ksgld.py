@@ -9,10 +9,11 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from _targets import assert_standard_normal, one_thread, spd_matrix, stationary_moments
+from _targets import assert_standard_normal, spd_matrix, stationary_moments
 from torch import nn
 
 from sgmcmc import KFAC, KSGLD, PaperCNN, potential
+from sgmcmc.exact import one_thread
 
 F64 = torch.float64
 

@@ -4,9 +4,10 @@ import math
 
 import pytest
 import torch
-from _targets import assert_standard_normal, law_after, one_thread, standardize
+from _targets import assert_standard_normal, law_after, standardize
 
 from sgmcmc import SGLD, potential
+from sgmcmc.exact import one_thread
 
 F64 = torch.float64
 

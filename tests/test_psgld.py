@@ -8,13 +8,13 @@ from _targets import (
     assert_standard_normal,
     deviation_from_standard_normal,
     law_after,
-    one_thread,
     run_quadratic_chains,
     spd_matrix,
     standardize,
 )
 
 from sgmcmc import PSGLD
+from sgmcmc.exact import one_thread
 
 F64 = torch.float64
 

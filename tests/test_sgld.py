@@ -9,7 +9,6 @@ from _targets import (
     assert_standard_normal,
     deviation_from_standard_normal,
     law_after,
-    one_thread,
     run_quadratic_chains,
     spd_matrix,
     standardize,
@@ -17,6 +16,7 @@ from _targets import (
 )
 
 from sgmcmc import SGLD
+from sgmcmc.exact import one_thread
 
 F64 = torch.float64
 

@@ -344,7 +344,7 @@ def simulate(
     budget = ChainBudget(chains, groups, step_fraction, relaxation_times)
     shell = _estimate(target, sampler, rule, budget, np.zeros((groups, target.dim, target.dim)))
     P = preconditioner(target, sampler)
-    with _single_thread():
+    with one_thread():
         sums = _run_chains(
             target,
             P,
@@ -390,7 +390,7 @@ def _run_chains(target, P, spec, lr, chains, groups, burn_in, steps, seed, devic
 
 
 @contextmanager
-def _single_thread():
+def one_thread():
     """Run torch on one thread: the chains' tensors are tiny, and on a busy machine thread
     hand-offs cost far more than they save. The previous setting is restored."""
     previous = torch.get_num_threads()

@@ -15,12 +15,10 @@ too (``status: "diverged"``), so a sweep does not retry them.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import torch
 from sgmcmc.config import RunConfig
 from sgmcmc.errors import UserError
 from sgmcmc.experiment import RunResult, run
+from sgmcmc.locks import file_lock
 from sgmcmc.paths import results_dir
 
 RUN_FILE = "run.json"
@@ -193,26 +192,9 @@ def run_or_load(
         return load_result(save_result(result, root, replace=found is not None), config)
 
 
-@contextlib.contextmanager
-def _key_lock(config: RunConfig, root: Path | None) -> Iterator[None]:
-    """Hold ``<store>/<profile>/.locks/<key>.lock`` so concurrent askers train a key once.
-
-    An advisory ``flock``: released by the kernel if the holder dies, so a killed run never
-    blocks the next one. Where ``fcntl`` does not exist (Windows) it is a no-op.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    folder = result_dir(config, root).parent / ".locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{config.key()}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _key_lock(config: RunConfig, root: Path | None):
+    """Hold ``<store>/<profile>/.locks/<key>.lock`` so concurrent askers train a key once."""
+    return file_lock(result_dir(config, root).parent / ".locks" / f"{config.key()}.lock")
 
 
 def _now_available(skipped: list[str]) -> bool:

@@ -15,19 +15,17 @@ file is replaced atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sgmcmc.errors import UserError
 from sgmcmc.hparams import hparams_path, selection_key
+from sgmcmc.locks import file_lock
 from sgmcmc.paths import results_dir
 from sgmcmc.sweep.walk import Trial, Walk
 
@@ -197,14 +195,6 @@ def load_sweeps(profile: str) -> dict[str, dict[str, Any]]:
     return (read_file(hparams_path(profile)) or {}).get("sweeps", {})
 
 
-@contextmanager
-def _locked(profile: str) -> Iterator[None]:
-    """An exclusive lock per profile (POSIX ``flock``), outside the committed folder."""
-    folder = results_dir() / ".locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"hparams-{profile}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(profile: str):
+    """An exclusive lock per profile, outside the committed folder."""
+    return file_lock(results_dir() / ".locks" / f"hparams-{profile}.lock")
