@@ -8,6 +8,12 @@ alike. The last column times ``optimizer.step()`` alone (fixed gradients), the o
 itself. Target: SGLD and pSGLD ≤ 1.05× SGD.
 
     python benchmarks/sampler_overhead.py --steps 20 [--device cuda] [--threads 1]
+    python benchmarks/sampler_overhead.py --mnist --warmup 300 --methods ksgld ksgld-tails
+
+``--mnist --warmup N`` trains N SGD steps on real MNIST while a K-FAC estimates the factors,
+and every method starts from those weights and factors: merged eigenvalue tails
+(``*-tails``, ``KFAC(eigen_rtol=...)``) depend on the factors' spectra, which random pixels
+do not have.
 
 On a CPU that other work shares, ``--threads 1`` avoids the stalls two-thread kernels suffer
 when the machine is oversubscribed.
@@ -30,6 +36,7 @@ from torch import nn
 from sgmcmc import KFAC, KSGLD, PSGLD, SGLD, PaperCNN, potential
 
 BATCH, NUM_DATA, EPOCH_STEPS = 512, 60_000, 118
+TAILS_RTOL = 0.05
 
 
 @dataclass(frozen=True)
@@ -88,17 +95,43 @@ METHODS: dict[str, Method] = {
         ),
         "mean",
     ),
+    # The same with merged eigenvalue tails (KFAC(eigen_rtol=...)); pass --mnist --warmup
+    # so that the factors have the spectra of a real run rather than of random pixels.
+    "ksgld-tails": Method(
+        lambda model, g: KSGLD(
+            model.parameters(),
+            lr=0.01 / NUM_DATA,
+            kfac=KFAC(model, damping=1.0, eigen_rtol=TAILS_RTOL, generator=g),
+            num_data=NUM_DATA,
+            generator=g,
+        ),
+        "potential",
+    ),
+    "ksgld-paper-tails": Method(
+        lambda model, g: KSGLD(
+            model.parameters(),
+            lr=0.02,
+            kfac=KFAC(model, damping=1.0, eigen_rtol=TAILS_RTOL, generator=g),
+            convention="paper",
+            generator=g,
+        ),
+        "mean",
+    ),
 }
 
 
 class Run:
     """One method training its own copy of the initial model."""
 
-    def __init__(self, method: Method, initial: dict, device: torch.device) -> None:
+    def __init__(
+        self, method: Method, initial: dict, device: torch.device, kfac_state: dict | None = None
+    ) -> None:
         self.method = method
         self.model = PaperCNN().to(device)
         self.model.load_state_dict(initial)
         self.optimizer = method.make(self.model, torch.Generator(device=device).manual_seed(0))
+        if kfac_state is not None and isinstance(self.optimizer, KSGLD):
+            self.optimizer.kfac.load_state_dict(kfac_state)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -121,13 +154,18 @@ class Run:
         return (time.perf_counter() - start) / len(batches)
 
 
-def time_optimizer_step(method: Method, initial: dict, device: torch.device, calls: int) -> float:
+def time_optimizer_step(
+    method: Method, initial: dict, device: torch.device, calls: int, kfac_state: dict | None
+) -> float:
     """Milliseconds per ``optimizer.step()`` alone, with fixed gradients: the pure overhead."""
     model = PaperCNN().to(device)
     model.load_state_dict(initial)
     optimizer = method.make(model, torch.Generator(device=device).manual_seed(0))
-    if isinstance(optimizer, KSGLD):  # a real eigenbasis, as after the first observe
-        optimizer.kfac.observe(model(torch.rand(BATCH, 1, 28, 28, device=device)))
+    if isinstance(optimizer, KSGLD):  # a real eigenbasis: the warm one, or the first observe's
+        if kfac_state is not None:
+            optimizer.kfac.load_state_dict(kfac_state)
+        else:
+            optimizer.kfac.observe(model(torch.rand(BATCH, 1, 28, 28, device=device)))
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
     optimizer.step()
@@ -140,7 +178,12 @@ def time_optimizer_step(method: Method, initial: dict, device: torch.device, cal
 
 
 def print_ksgld_split(
-    name: str, initial: dict, batch: tuple, device: torch.device, sgd_step_ms: float
+    name: str,
+    initial: dict,
+    batch: tuple,
+    device: torch.device,
+    sgd_step_ms: float,
+    kfac_state: dict | None = None,
 ) -> None:
     """KSGLD's extra cost per training step, amortized over its schedule, by ablation:
     factors (forward + ``observe`` on a factor step, minus the forward alone, / factor_every),
@@ -151,6 +194,8 @@ def print_ksgld_split(
     model.load_state_dict(initial)
     optimizer = METHODS[name].make(model, torch.Generator(device=device).manual_seed(0))
     kfac, (x, _) = optimizer.kfac, batch
+    if kfac_state is not None:
+        kfac.load_state_dict(kfac_state)
     factor_every, inverse_every = kfac.factor_every, kfac.inverse_every
     kfac.factor_every, kfac.inverse_every = 1, 10**9  # every observe: a factor update only
 
@@ -191,6 +236,60 @@ def print_ksgld_split(
     print(f"  {'SGD + all parts':<20} {sgd_step_ms + total:>9.2f} {1 + total / sgd_step_ms:>7.3f}")
 
 
+def mnist_pool(generator: torch.Generator, device: torch.device, batches: int) -> list[tuple]:
+    """Random batches of the real MNIST training set (``sgmcmc data`` caches it)."""
+    from sgmcmc.data import load_mnist
+
+    images, labels, _, _ = load_mnist()
+    x = torch.as_tensor(images).float().div_(256.0).unsqueeze(1)
+    y = torch.as_tensor(labels)
+    pool = []
+    for _ in range(batches):
+        index = torch.randint(0, len(x), (BATCH,), generator=generator)
+        pool.append((x[index].to(device), y[index].to(device)))
+    return pool
+
+
+def warm_up(initial: dict, pool: list, device: torch.device, steps: int) -> tuple[dict, dict]:
+    """``steps`` of plain SGD (lr 0.01) with a K-FAC estimating the factors of every step,
+    from the first batch on: weights and factors (eigenbasis included) as a long run has
+    them, for every method to start from."""
+    model = PaperCNN().to(device)
+    model.load_state_dict(initial)
+    kfac = KFAC(model, factor_init="first_batch", factor_every=1, inverse_every=10**9)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01)
+    for step in range(steps):
+        x, y = pool[step % len(pool)]
+        sgd.zero_grad(set_to_none=True)
+        logits = model(x)
+        kfac.observe(logits)
+        F.cross_entropy(logits, y).backward()
+        sgd.step()
+    kfac.refresh_eigenbasis()
+    state = kfac.state_dict()
+    state["steps"] = 1  # the methods' schedules start after an eigendecomposition
+    return {k: v.clone() for k, v in model.state_dict().items()}, state
+
+
+def print_kept_eigenvectors(kfac_state: dict, initial: dict, device: torch.device) -> None:
+    """How many eigenvectors per factor the merged-tail methods keep, from the warm factors."""
+    for name in METHODS:
+        if not name.endswith("tails"):
+            continue
+        model = PaperCNN().to(device)
+        model.load_state_dict(initial)
+        optimizer = METHODS[name].make(model, torch.Generator(device=device).manual_seed(0))
+        kfac = optimizer.kfac
+        kfac.load_state_dict(kfac_state)
+        scale = float(NUM_DATA) if optimizer.param_groups[0]["convention"] == "langevin" else 1.0
+        kept = []
+        for layer in kfac.layers:
+            eigen = kfac.eigenbasis(layer, scale)
+            (k_a, k_g), (n_a, n_g) = eigen.kept, (layer.a.shape[0], layer.g.shape[0])
+            kept.append(f"{layer.name}: A {k_a}/{n_a}, G {k_g}/{n_g}")
+        print(f"{name} (eigen_rtol={kfac.eigen_rtol}) keeps " + "; ".join(kept))
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -203,6 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--mnist", action="store_true", help="real MNIST batches, not random")
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="SGD steps (with K-FAC estimating) to start from"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -211,17 +314,24 @@ def main(argv: list[str] | None = None) -> None:
 
     generator = torch.Generator().manual_seed(0)
     initial = PaperCNN(generator=generator).state_dict()
-    pool = [
-        (
-            torch.rand(BATCH, 1, 28, 28, generator=generator).to(device),
-            torch.randint(0, 10, (BATCH,), generator=generator).to(device),
-        )
-        for _ in range(8)
-    ]
+    if args.mnist:
+        pool = mnist_pool(generator, device, 64 if args.warmup else 8)
+    else:
+        pool = [
+            (
+                torch.rand(BATCH, 1, 28, 28, generator=generator).to(device),
+                torch.randint(0, 10, (BATCH,), generator=generator).to(device),
+            )
+            for _ in range(8)
+        ]
+    kfac_state = None
+    if args.warmup:
+        initial, kfac_state = warm_up(initial, pool, device, args.warmup)
+        print_kept_eigenvectors(kfac_state, initial, device)
     batches = [pool[i % len(pool)] for i in range(args.steps)]
     block = args.block or (10 if device.type == "cuda" else 1)
 
-    runs = {name: Run(METHODS[name], initial, device) for name in methods}
+    runs = {name: Run(METHODS[name], initial, device, kfac_state) for name in methods}
     for run in runs.values():
         run.seconds_per_step(pool[:2], device)  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in methods}
@@ -232,7 +342,10 @@ def main(argv: list[str] | None = None) -> None:
             seconds[name].append(runs[name].seconds_per_step(chunk, device))
     del runs
 
-    step_ms = {name: time_optimizer_step(METHODS[name], initial, device, 20) for name in methods}
+    step_ms = {
+        name: time_optimizer_step(METHODS[name], initial, device, 20, kfac_state)
+        for name in methods
+    }
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
@@ -249,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in methods:
         if name.startswith("ksgld"):
             sgd_step_ms = baseline * 1e3
-            print_ksgld_split(name, initial, pool[0], device, sgd_step_ms)
+            print_ksgld_split(name, initial, pool[0], device, sgd_step_ms, kfac_state)
 
 
 if __name__ == "__main__":

@@ -122,3 +122,21 @@ def test_pages_render_in_chromium(book: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert len(list(tmp_path.glob("*.png"))) >= 2
+
+
+def test_pasted_tables_are_glued_by_the_notebooks_they_name() -> None:
+    """Every ``{glue} key`` + ``:doc:`` of the book's pages names a notebook whose source
+    glues ``key`` (``session.glue("key", ...)``, or ``claims``/``provenance`` through
+    ``session.claims``/``session.finish``): the build would fail on a missing key, this says
+    which one without building."""
+    pasted = []
+    for page in (ROOT / "book").glob("*.md"):
+        text = page.read_text()
+        for key, doc in re.findall(r"```\{glue\} (\S+)\n:doc: (\S+)\n", text):
+            pasted.append((page.name, key, doc))
+    assert pasted, "no pasted tables found"
+    implicit = {"claims": "session.claims(", "provenance": "session.finish()"}
+    for page, key, doc in pasted:
+        source = (ROOT / "notebooks" / Path(doc).name).read_text()
+        glues = f'session.glue(\\"{key}\\"' in source or implicit.get(key, "\0") in source
+        assert glues, f"{page} pastes {key!r} from {doc}, which never glues it"

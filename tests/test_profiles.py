@@ -9,6 +9,7 @@ import pytest
 from sgmcmc.config import METHODS, ConfigError, RunConfig, Window
 from sgmcmc.errors import UserError
 from sgmcmc.profiles import PROFILES, default_profile_name, get_profile
+from sgmcmc.sweep.grids import learning_rates
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -44,8 +45,20 @@ def test_windows_are_fitted_to_short_runs():
 def test_quick_profile_is_sized_for_a_cpu_reader():
     quick = get_profile("quick").config("fsgd")
     assert quick.num_train == 60_000 and quick.epochs <= 3 and quick.test_size == 2000
-    assert all(w.samples == 10 for w in quick.windows)
+    assert all(w.samples >= 5 and w.end_epoch == quick.epochs for w in quick.windows)
     assert get_profile("quick").hparams == "paper" and get_profile("quick").seeds == (0,)
+
+
+def test_langevin_runs_take_the_profiles_langevin_length():
+    from sgmcmc import tables
+
+    quick = tables.langevin_configs("quick", [0], ["sgld", "ksgld"], "eq. 1")
+    assert {c.epochs for c in quick.values()} == {get_profile("quick").langevin_epochs}
+    assert all(w.end_epoch == 1 for c in quick.values() for w in c.windows)
+    paper = tables.langevin_configs("paper", [0], ["sgld"], "eq. 1")
+    assert {c.epochs for c in paper.values()} == {get_profile("paper").epochs}
+    longer = tables.langevin_configs("quick", [0], ["sgld"], "eq. 1", epochs=2)
+    assert {c.epochs for c in longer.values()} == {2}
 
 
 def test_profile_from_environment(monkeypatch):
@@ -98,6 +111,30 @@ def test_langevin_default_rate_matches_the_released_gradient_step():
     # Paper SGLD moves (lr/2)·g with g the mean-loss gradient; langevin moves lr·N·g.
     assert RunConfig(method="sgld", convention="langevin").lr == pytest.approx(0.02 / 120_000)
     assert RunConfig(method="sgd", convention="langevin").lr == pytest.approx(0.01 / 60_000)
+    # eq. 2 keeps SGLD's drift, so SGLD's rate; eq. 1's preconditioned drift has its own units
+    noise = RunConfig(method="psgld", convention="langevin", precondition="noise")
+    assert noise.lr == pytest.approx(0.02 / 120_000)
+
+
+@pytest.mark.parametrize("method", ["sgd", "sgld", "psgld", "ksgld"])
+def test_langevin_default_rates_are_where_the_sweep_starts(method):
+    config = RunConfig(method=method, convention="langevin")
+    axis = learning_rates(method, "langevin", config.num_train)
+    assert config.lr == pytest.approx(axis.default)
+
+
+def test_eq2_runs_take_sglds_tuned_rate(tmp_path, monkeypatch):
+    monkeypatch.setenv("SGMCMC_RESULTS", str(tmp_path))
+    (tmp_path / "hparams").mkdir()
+    selected = {
+        "langevin/sgld/2000": {"lr": 2e-6, "lr_decay": 0.95},
+        "langevin/psgld/2000": {"lr": 1e-3, "lr_decay": 1.0, "psgld_alpha": 0.9},
+    }
+    (tmp_path / "hparams" / "ci.json").write_text(json.dumps({"selected": selected}))
+    both = RunConfig.as_described("psgld", "ci", convention="langevin")
+    noise = RunConfig.as_described("psgld", "ci", convention="langevin", precondition="noise")
+    assert (both.lr, both.lr_decay, both.psgld_alpha) == (1e-3, 1.0, 0.9)
+    assert (noise.lr, noise.lr_decay, noise.psgld_alpha) == (2e-6, 0.95, 0.9)
 
 
 def test_config_round_trips_through_json():

@@ -53,6 +53,31 @@ def test_session_trains_once_and_loads_shared_keys(store):
     assert list(frame["holds"]) == ["yes", "n/a"]
 
 
+def test_session_glues_claims_provenance_and_tables_as_html(store, monkeypatch):
+    import myst_nb
+
+    session, _, _ = store
+    glued = {}
+    monkeypatch.setattr(
+        myst_nb, "glue", lambda name, value, display=True: glued.update({name: (value, display)})
+    )
+    session.claims([claim("4.1", "a claim", True, "why")])
+    line = session.finish()
+    session.glue("table", tables.run_summary({("x", "sgd", 0): session_result(store)}))
+    assert {name: display for name, (_, display) in glued.items()} == dict.fromkeys(
+        ("claims", "provenance", "table"), False
+    )
+    claims = glued["claims"][0].data
+    assert claims.startswith('<table class="dataframe">') and "<td>a claim</td>" in claims
+    assert glued["provenance"][0].data == f"<p>{line}</p>" and "runs were made 3 on" in line
+    assert "<th>accuracy</th>" in glued["table"][0].data
+
+
+def session_result(store):
+    _, configs, results = store
+    return results[("as released", "sgd", 0)]
+
+
 def test_epoch_table_and_over_seeds(store):
     _, configs, results = store
     epochs = tables.epoch_table(results)

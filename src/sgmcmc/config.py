@@ -34,11 +34,30 @@ DAMPING_MODES = ("exact", "factored")
 WINDOW_SETS = ("test", "fgsm", "ood")
 #: Training examples of each dataset and split the run evaluates on.
 TRAIN_SIZES = {("mnist", "test"): 60_000, ("mnist", "validation"): 50_000}
+# Fields added after results were stored, with the values that reproduce the behaviour from
+# before they existed: left out of a config's key at those values, so stored keys still hold.
+LATE_FIELDS: dict[str, tuple] = {"kfac_eigen_rtol": (None, 0.0)}
 #: Bump when the engine's output for an unchanged config changes meaning; it is part of the key.
 RESULT_SCHEMA = 1
 
 #: The released code's learning rates (PAPER.md §2), in the paper convention.
 RELEASED_LR = {"sgd": 0.01, "fsgd": 0.01, "sgld": 0.02, "psgld": 0.02, "ksgld": 0.02}
+# Langevin convention, preconditioned drift (precondition="both"): the step is about lr per
+# coordinate for pSGLD (lr·∇U/sqrt(V), RMSprop's range) and the natural-gradient step
+# lr·F̃⁻¹g for KSGLD, whatever N; the sweep's grids start from these (sgmcmc.sweep.grids).
+LANGEVIN_PRECONDITIONED_LR = {"psgld": 3e-4, "ksgld": 1e-3}
+
+
+def default_lr(method: str, convention: str, precondition: str | None, num_train: int) -> float:
+    """The rate a config gets when none is given or tuned: the released code's in the paper
+    convention; in the langevin convention the rate that gives the released gradient step
+    (``lr/N`` for SGD, ``lr/(2N)`` for the Langevin methods, whose paper step is ``(lr/2)·g``)
+    wherever the drift is not preconditioned, :data:`LANGEVIN_PRECONDITIONED_LR` where it is."""
+    if convention == "paper":
+        return RELEASED_LR[method]
+    if precondition == "both" and method in LANGEVIN_PRECONDITIONED_LR:
+        return LANGEVIN_PRECONDITIONED_LR[method]
+    return RELEASED_LR[method] / (num_train if method in ("sgd", "fsgd") else 2 * num_train)
 
 
 class ConfigError(UserError, ValueError):
@@ -96,10 +115,9 @@ class Window:
 class RunConfig:
     """One run of the paper's CNN with one method (the fields are the run's definition).
 
-    ``None`` in a method hyper-parameter means its default: ``lr`` the released code's rate
-    (0.01 for SGD/FSGD, 0.02 for the Langevin methods) in the paper convention, and in the
-    langevin convention the rate that gives the same gradient step (``lr/N`` for SGD,
-    ``lr/(2N)`` for the Langevin methods, whose paper step is ``(lr/2)·g``);
+    ``None`` in a method hyper-parameter means its default: ``lr`` from :func:`default_lr`
+    (the released code's 0.01 for SGD/FSGD and 0.02 for the Langevin methods, in each
+    convention's units; pSGLD's and KSGLD's own where their drift is preconditioned);
     ``precondition`` "noise" (paper) or "both" (langevin); pSGLD's ``alpha``/``eps`` the
     sampler's per-convention defaults (:class:`sgmcmc.PSGLD`).
 
@@ -110,6 +128,7 @@ class RunConfig:
     ``kfac_update=False`` is the released code's K-FAC, never updated, whose stored inverse
     was the identity: KSGLD then takes exactly SGLD's step (PAPER.md §2), so it is trained as
     ``sgld`` and shares SGLD's stored result (its other ``kfac_*`` fields are ignored).
+    ``kfac_eigen_rtol`` is :class:`sgmcmc.KFAC`'s ``eigen_rtol`` (``0``: exact K-FAC).
     """
 
     method: str
@@ -128,6 +147,7 @@ class RunConfig:
     kfac_factor_every: int | None = 10
     kfac_inverse_every: int | None = 100
     kfac_fisher: str | None = "sampled"
+    kfac_eigen_rtol: float | None = 0.0
     kfac_update: bool | None = True
     init: str = "tf"
     dataset: str = "mnist"
@@ -185,13 +205,6 @@ class RunConfig:
         """Fill defaults and set fields the method ignores to ``None`` (one key per run)."""
         set_ = object.__setattr__
         langevin = self.method in ("sgld", "psgld", "ksgld")
-        if self.lr is None:
-            released = RELEASED_LR[self.method]
-            if self.convention == "langevin":
-                released /= self.num_train if not langevin else 2 * self.num_train
-            set_(self, "lr", released)
-        _check_positive("lr", self.lr)
-        set_(self, "lr", float(self.lr))
         if langevin:
             default = "noise" if self.convention == "paper" else "both"
             set_(self, "precondition", self.precondition or default)
@@ -206,6 +219,11 @@ class RunConfig:
         else:
             set_(self, "precondition", None)
             set_(self, "temperature", 0.0)
+        if self.lr is None:
+            set_(self, "lr", default_lr(self.method, self.convention, self.precondition,
+                                        self.num_train))  # fmt: skip
+        _check_positive("lr", self.lr)
+        set_(self, "lr", float(self.lr))
         if self.convention == "paper":
             set_(self, "prior_std", None)
         elif self.prior_std is not None:
@@ -236,6 +254,10 @@ class RunConfig:
         _check_int("kfac_factor_every", self.kfac_factor_every, 1)
         _check_int("kfac_inverse_every", self.kfac_inverse_every, 1)
         _check_choice("kfac_fisher", self.kfac_fisher, FISHERS)
+        if not 0 <= self.kfac_eigen_rtol < 1:
+            raise ConfigError(
+                f"kfac_eigen_rtol must lie in [0, 1) (0: exact K-FAC), got {self.kfac_eigen_rtol!r}"
+            )
         set_(self, "kfac_update", bool(self.kfac_update))
 
     def _resolve_windows(self) -> tuple[Window, ...]:
@@ -319,6 +341,9 @@ class RunConfig:
         """16 hex digits of a SHA-256 of the result-determining fields (not ``profile``)."""
         fields = self.to_dict()
         fields.pop("profile")
+        for name, absent in LATE_FIELDS.items():  # keys from before the field existed hold
+            if fields[name] in absent:
+                fields.pop(name)
         if self.algorithm != self.method:
             fields.update(method=self.algorithm, kfac_update=None)
         fields["schema"] = RESULT_SCHEMA
@@ -357,7 +382,9 @@ class RunConfig:
 
         The rates come from ``results/hparams/<profile's hparams>.json`` when ``tuned`` and a
         selection exists for this method, convention and training size
-        (:mod:`sgmcmc.hparams`); otherwise the released rates.
+        (:mod:`sgmcmc.hparams`; pSGLD and KSGLD with ``precondition="noise"`` in the langevin
+        convention take SGLD's rate and schedule, since their drift is SGLD's); otherwise
+        :func:`default_lr`.
         """
         from sgmcmc.hparams import tuned_overrides
         from sgmcmc.profiles import get_profile
@@ -370,8 +397,14 @@ class RunConfig:
         if tuned:
             convention = described.get("convention", "paper")
             train_size = described.get("train_size", prof.train_size)
-            selection = tuned_overrides(prof.hparams, method, convention, train_size)
-            described = {**(selection or {}), **described}
+            selection = tuned_overrides(prof.hparams, method, convention, train_size) or {}
+            noise_only = described.get("precondition") == "noise"
+            if convention == "langevin" and noise_only and method in LANGEVIN_PRECONDITIONED_LR:
+                # eq. 2: the drift is SGLD's, so its rate and schedule are SGLD's selection's
+                sgld = tuned_overrides(prof.hparams, "sgld", convention, train_size) or {}
+                selection = {k: v for k, v in selection.items() if k not in ("lr", "lr_decay")}
+                selection.update({k: sgld[k] for k in ("lr", "lr_decay") if k in sgld})
+            described = {**selection, **described}
         return prof.config(method, **described)
 
 

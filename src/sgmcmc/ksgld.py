@@ -26,7 +26,10 @@ Each covered layer's step is done in its eigenbasis in one pass: the gradient is
 ``N(0, I)`` is ``N(0, I)``), and their sum is rotated out once — two ``out × in`` matrix
 products per factor instead of four per preconditioned term. For the paper CNN's first dense
 layer (``1024 × 3137``) one rotation costs ``1024·3137·(1024 + 3137) ≈ 1.3e10`` multiply-adds,
-about 0.6× a plain SGD step at batch 512: the floor of KSGLD's overhead per step.
+about 0.6× a plain SGD step at batch 512: the floor of exact KSGLD's overhead per step. With
+``KFAC(eigen_rtol=...)`` the damping-swamped tails of the factors are merged
+(:meth:`sgmcmc.kfac.Eigenbasis.truncated`) and a step costs ``O(out·in·k)`` for ``k`` kept
+eigenvectors; the noise's tail blocks are projections of their own standard normal draws.
 
 K-FAC's factors adapt, so with ``precondition="both"`` the chain omits the ``Γ`` correction
 (Ma, Chen & Fox 2015), as Li et al. do for pSGLD; it is exact once the factors are frozen (stop
@@ -183,27 +186,39 @@ class KSGLD(LangevinSampler):
         layers = [layer for layer in self._group_layers(group) if id(layer.weight) in with_grad]
         covered = {id(p) for layer in layers for p in layer.params}
         others = [p for p in params if id(p) not in covered]
-        noise = None
-        if temperature > 0:  # drawn in each layer's eigenbasis: ``out × in`` standard normals
-            shapes = [self.kfac.damped_power(layer, -noise_power, scale) for layer in layers]
-            noise = self._standard_normal(shapes + others)
+        bases = [self.kfac.eigenbasis(layer, scale) for layer in layers]
+        noise: list[list[Tensor]] | None = None
+        if temperature > 0:  # drawn in each layer's eigen-coordinates, all layers at once
+            templates = [
+                layer.weight.new_empty(shape)
+                for layer, eigen in zip(layers, bases, strict=True)
+                for shape in eigen.noise_shapes()
+            ]
+            draws = self._standard_normal(templates + others)
+            noise, start = [], 0
+            for eigen in bases:
+                count = len(eigen.noise_shapes())
+                noise.append(draws[start : start + count])
+                start += count
+            other_noise = draws[start:]
 
         if not precondition_drift:  # the raw gradient step, for every parameter at once
             torch._foreach_add_(params, [p.grad for p in params], alpha=drift_scale)
-        for i, layer in enumerate(layers):
+        for i, (layer, eigen) in enumerate(zip(layers, bases, strict=True)):
             eigen_step = None
             if precondition_drift:
                 gradient = layer.to_matrix(*(p.grad for p in layer.params))
                 inverse = self.kfac.damped_power(layer, -1.0, scale)
-                eigen_step = layer.eigen.rotate_in(gradient).mul_(inverse).mul_(drift_scale)
+                eigen_step = eigen.coordinates(gradient).mul_(inverse, drift_scale)
             if noise is not None:
                 root = self.kfac.damped_power(layer, -noise_power, scale)
+                standard = eigen.noise_coordinates(noise[i])
                 if eigen_step is None:
-                    eigen_step = noise[i].mul_(root).mul_(noise_scale)
+                    eigen_step = standard.mul_(root, noise_scale)
                 else:
-                    eigen_step.addcmul_(noise[i], root, value=noise_scale)
+                    eigen_step.addcmul_(standard, root, value=noise_scale)
             if eigen_step is not None:
-                update = layer.from_matrix(layer.eigen.rotate_out(eigen_step))
+                update = layer.from_matrix(eigen.matrix(eigen_step))
                 torch._foreach_add_(layer.params, update)
         if others:
             identity = self._identity_eigenvalue(scale)
@@ -212,7 +227,7 @@ class KSGLD(LangevinSampler):
                 torch._foreach_add_(others, grads, alpha=drift_scale / identity)
             if noise is not None:
                 factor = noise_scale * identity**-noise_power
-                torch._foreach_add_(others, noise[len(layers) :], alpha=factor)
+                torch._foreach_add_(others, other_noise, alpha=factor)
 
     # --------------------------------------------------------------------- state dict
     def state_dict(self) -> dict[str, Any]:

@@ -39,7 +39,8 @@ class Profile:
     Table 1); ``small_train_sizes``/``small_epochs``: Fig. 3's smallMNIST runs. ``seeds``: the
     independent repetitions. ``sweep_budget``: the grid search's compute, in multiples of the
     SGD run's training time; ``sweep_epochs`` its runs' length. ``hparams``: whose selection
-    (``results/hparams/<hparams>.json``) tuned runs use.
+    (``results/hparams/<hparams>.json``) tuned runs use. ``langevin_epochs``: the length of the
+    langevin-convention runs of notebooks 06 and 07 (``None``: ``epochs``).
     """
 
     name: str
@@ -60,6 +61,7 @@ class Profile:
     sweep_epochs: int
     hparams: str
     description: str
+    langevin_epochs: int | None = None
 
     def windows_for(self, epochs: int, num_train: int, batch_size: int) -> tuple[Window, ...]:
         """The profile's windows fitted to a run: a window ending after the run ends at its
@@ -129,28 +131,30 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         train_size=None,
-        epochs=3,
+        epochs=2,
         small_train_sizes=(5_000,),
         small_epochs=10,
         test_size=2_000,
-        attack_size=500,
+        attack_size=250,
         ood_size=500,
         probe_size=32,
-        eval_every=30,
-        trace_every=4,
+        eval_every=40,
+        trace_every=8,
         trace_per_tensor=8,
         windows=(
-            Window("fig4", samples=10, every=12, end_epoch=None, sets=("test", "ood")),
-            Window("table1", samples=10, every=12, end_epoch=None, sets=("test", "fgsm")),
+            Window("fig4", samples=6, every=12, end_epoch=None, sets=("test", "ood")),
+            Window("table1", samples=6, every=12, end_epoch=None, sets=("test", "fgsm")),
         ),
         seeds=(0,),
         sweep_budget=0.0,
-        sweep_epochs=3,
+        sweep_epochs=2,
         hparams="paper",
-        description="a CPU reader's rerun: all 60,000 training images but 3 epochs, "
-        "evaluation on 2,000 test images (500 attacked, 500 per out-of-distribution set), "
-        "10 samples per window (both at the end of epoch 3), smallMNIST at 5,000 only, one "
-        "seed, the paper profile's tuned hyper-parameters (no search)",
+        description="a CPU reader's rerun (about 20 minutes on 2 cores): all 60,000 training "
+        "images but 2 epochs (the langevin-convention runs of notebooks 06 and 07: 1 epoch), "
+        "evaluation on 2,000 test images (250 attacked, 500 per out-of-distribution set), "
+        "6 samples per window (both in the last epoch), smallMNIST at 5,000 only, one seed, "
+        "the paper profile's tuned hyper-parameters (no search)",
+        langevin_epochs=1,
     ),
     "paper": Profile(
         name="paper",

@@ -8,10 +8,14 @@ Usage, right after a notebook's ``parameters`` cell::
     ...
     session.claims([claim("4.1", text, holds, evidence), ...])
     session.finish()                      # wall time, runs trained and loaded
+    session.glue("table1", frame)         # for the book's pages ({glue} + :doc:)
+
+``claims`` and ``finish`` glue their tables as ``claims`` and ``provenance``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
@@ -36,6 +40,7 @@ class Session:
     quiet: bool = False
     trained: list[tuple[str, float]] = field(default_factory=list, init=False)
     loaded: list[str] = field(default_factory=list, init=False)
+    made_on: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         from sgmcmc.paths import results_dir
@@ -91,11 +96,32 @@ class Session:
 
         if find_result(config, self.store) is not None:
             self.loaded.append(config.key())
-            return run_or_load(config, device=self.device, root=self.store)
-        start = time.perf_counter()
-        result = run_or_load(config, device=self.device, root=self.store)
-        self.trained.append((config.key(), time.perf_counter() - start))
+            result = run_or_load(config, device=self.device, root=self.store)
+        else:
+            start = time.perf_counter()
+            result = run_or_load(config, device=self.device, root=self.store)
+            self.trained.append((config.key(), time.perf_counter() - start))
+        provenance = result.provenance or {}
+        self.made_on[config.key()] = (
+            provenance.get("device_name") or provenance.get("device") or "unknown device",
+            float(provenance.get("timing", {}).get("total_s", math.nan)),
+        )
         return result
+
+    def glue(self, name: str, value: Any) -> None:
+        """Make ``value`` pasteable in the book's pages as ``{glue} name`` with ``:doc:`` this
+        notebook: a DataFrame as an HTML table, anything else as a paragraph (MyST-NB pastes
+        HTML, images and plain text across pages, not Markdown)."""
+        from html import escape
+
+        from IPython.display import HTML
+        from myst_nb import glue
+
+        if hasattr(value, "to_html"):
+            html = value.to_html(border=0, na_rep="")
+        else:
+            html = f"<p>{escape(str(value))}</p>"
+        glue(name, HTML(html), display=False)
 
     # ------------------------------------------------------------------ closing
     def claims(self, rows: list[dict[str, Any]]):
@@ -104,7 +130,9 @@ class Session:
 
         frame = pd.DataFrame(rows, columns=["section", "claim", "holds", "evidence"])
         frame.attrs["profile"] = self.profile.name
-        return frame.set_index("section")
+        frame = frame.set_index("section")
+        self.glue("claims", frame)
+        return frame
 
     def finish(self) -> str:
         """One line: this notebook's wall time, and how many runs it trained and loaded."""
@@ -114,7 +142,17 @@ class Session:
             f"profile {self.profile.name}: wall time {total:.1f} s; trained {len(self.trained)} "
             f"run(s) in {trained:.1f} s, loaded {len(self.loaded)} from the store"
         )
+        devices: dict[str, list[float]] = {}
+        for device, seconds in self.made_on.values():
+            devices.setdefault(device, []).append(seconds)
+        if devices:
+            made = "; ".join(
+                f"{len(times)} on {device} ({sum(t for t in times if t == t):.0f} s)"
+                for device, times in sorted(devices.items())
+            )
+            line += f"; its runs were made {made} (wall time of each run, summed)"
         print(line)
+        self.glue("provenance", line)
         return line
 
 

@@ -321,6 +321,30 @@ def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table
     return frame.set_index(("", "method")).rename_axis("")
 
 
+def table1_side_by_side(table):
+    """:func:`table1` reduced to one ``test / FGSM`` cell per source, the FGSM figure under
+    the paper's own attack (the ``as_released`` threat model): the paper, its code's output,
+    and this edition's two configurations."""
+    import pandas as pd
+
+    def pair(test, fgsm) -> str:
+        shown = ["" if v is None or v == "" or v != v else str(v) for v in (test, fgsm)]
+        return " / ".join(shown) if any(shown) else ""
+
+    columns = {
+        "paper": ("paper", "test", "paper", "FGSM"),
+        "paper's code": ("code", "test", "code", "FGSM"),
+        **{c: (c, "test", c, "FGSM as_released") for c in CONFIGURATIONS},
+    }
+    return pd.DataFrame(
+        {
+            name: [pair(row[(a, b)], row[(c, d)]) for _, row in table.iterrows()]
+            for name, (a, b, c, d) in columns.items()
+        },
+        index=table.index,
+    )
+
+
 def _percent(frame, value: str) -> str:
     if frame.empty:
         return ""
@@ -339,12 +363,17 @@ def langevin_configs(
     """``{(label, method, seed): RunConfig}`` in the langevin convention (the potential ``U``
     with a Gaussian prior, ``θ ← θ − lr·P·∇U + sqrt(2·lr·T)·P^{1/2}·ξ``), built as
     :meth:`RunConfig.as_described` (tuned rates where the sweep selected some for this
-    convention) with K-FAC damped exactly by the prior precision; ``overrides`` win."""
+    convention) with K-FAC damped exactly by the prior precision, ``langevin_epochs`` long
+    where the profile sets it; ``overrides`` win."""
     from sgmcmc.config import RunConfig
+    from sgmcmc.profiles import get_profile
 
+    epochs = get_profile(profile).langevin_epochs
     configs = {}
     for method in methods:
         fields: dict[str, Any] = {"convention": "langevin"}
+        if epochs is not None:
+            fields["epochs"] = epochs
         if method == "ksgld":
             fields["kfac_damping_mode"] = "exact"
         fields.update(overrides)

@@ -80,6 +80,7 @@ class Trainer:
             factor_every=c.kfac_factor_every,
             inverse_every=c.kfac_inverse_every,
             fisher=c.kfac_fisher,
+            eigen_rtol=c.kfac_eigen_rtol,
             max_rows=KFAC_MAX_ROWS,
             generator=kfac_generator,
         )

@@ -5,8 +5,8 @@
 eigenbasis), :mod:`~sgmcmc.kfac.estimator` (hooks, moving averages, schedule).
 """
 
-from sgmcmc.kfac.eigen import Eigenbasis
+from sgmcmc.kfac.eigen import Blocks, Eigenbasis
 from sgmcmc.kfac.estimator import KFAC
 from sgmcmc.kfac.factors import LayerFactors
 
-__all__ = ["KFAC", "Eigenbasis", "LayerFactors"]
+__all__ = ["KFAC", "Blocks", "Eigenbasis", "LayerFactors"]

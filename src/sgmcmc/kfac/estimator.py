@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sgmcmc.kfac.eigen import DAMPING_MODES, Eigenbasis
+from sgmcmc.kfac.eigen import DAMPING_MODES, Blocks, Eigenbasis
 from sgmcmc.kfac.factors import LayerFactors, layer_factors
 
 FISHERS = ("sampled", "empirical")
@@ -72,7 +72,11 @@ class KFAC:
     ``inverse_every=100``, ~0.05× at 1000. Less frequent inverses slow the natural-gradient
     drift early on (langevin ``"both"``, lr 1e-3: test accuracy after 2 MNIST epochs 0.49 /
     0.41 / 0.30 at ``inverse_every`` 10 / 100 / 1000; after 10 epochs 0.969 at 10, 0.972 at
-    100) and leave noise-only steps alone.
+    100) and leave noise-only steps alone. On two CPU cores (``--mnist --warmup 300``) a step
+    costs 2.24× plain SGD in the langevin convention and 1.65× with noise-only
+    preconditioning, most of it the rotations of the first dense layer (1.18× and 0.69×);
+    ``eigen_rtol=0.05`` merges nothing at the langevin scale ``N·F̃`` but cuts the noise-only
+    step to 1.23× at damping 1 (that layer keeps 24 of 3137 and 215 of 1024 eigenvectors).
 
     Args:
         model: the module whose supported layers are registered (hooks stay until :meth:`remove`).
@@ -95,6 +99,12 @@ class KFAC:
             drawn uniformly (an unbiased estimate; a convolution's full ``A`` costs
             ``n·T·in²``: 6e10 multiply-adds for the paper CNN's second layer at batch 512);
             ``None`` uses all.
+        eigen_rtol: merge each factor's smallest eigenvalues into their mean wherever that
+            moves no eigenvalue of the damped matrix by more than this fraction
+            (:meth:`Eigenbasis.truncated`); ``0`` is exact K-FAC. Preconditioning a wide
+            layer then costs ``O(out·in·k)`` for ``k`` kept eigenvectors instead of
+            ``O(out·in·(out + in))``, and with ``precondition="both"`` the chain still
+            targets the posterior (any fixed positive-definite ``P`` does).
         generator: ``torch.Generator`` on the model's device for sampled labels and rows.
     """
 
@@ -111,6 +121,7 @@ class KFAC:
         likelihood: str | Likelihood = "categorical",
         damping_mode: str = "exact",
         max_rows: int | None = 4096,
+        eigen_rtol: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> None:
         _validate(damping, ema_decay, factor_every, inverse_every, fisher, likelihood)
@@ -120,6 +131,10 @@ class KFAC:
             raise ValueError(f"damping_mode must be one of {DAMPING_MODES}, got {damping_mode!r}")
         if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
             raise ValueError(f"max_rows must be None or an integer >= 1, got {max_rows!r}")
+        if isinstance(eigen_rtol, bool) or not isinstance(eigen_rtol, (int, float)):
+            raise ValueError(f"eigen_rtol must be a number in [0, 1), got {eigen_rtol!r}")
+        if not 0.0 <= eigen_rtol < 1.0:
+            raise ValueError(f"eigen_rtol must be in [0, 1) (0: exact), got {eigen_rtol!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator or None, got {generator!r}")
         if not isinstance(model, nn.Module):
@@ -133,6 +148,7 @@ class KFAC:
         self.likelihood = likelihood
         self.damping_mode = damping_mode
         self.max_rows = max_rows
+        self.eigen_rtol = float(eigen_rtol)
         self.generator = generator
         self.layers: list[LayerFactors] = []
         for name, module in model.named_modules():
@@ -269,10 +285,17 @@ class KFAC:
         layer.updates += 1
         self._refresh(layer)
 
-    def damped_power(self, layer: LayerFactors, power: float, scale: float) -> Tensor:
-        """The ``out × in`` eigenvalues of the damped ``s·A⊗G + δI`` in the layer's eigenbasis,
-        to the ``power`` (cached until the next eigendecomposition; do not modify)."""
-        return layer.eigen.damped_power(power, scale, self.damping, self.damping_mode)
+    def eigenbasis(self, layer: LayerFactors, scale: float = 1.0) -> Eigenbasis:
+        """The layer's eigenbasis as preconditioning uses it: with merged tails when
+        ``eigen_rtol > 0`` (:meth:`Eigenbasis.truncated`; cached until the next refresh)."""
+        return layer.eigen.truncated(self.eigen_rtol, scale, self.damping, self.damping_mode)
+
+    def damped_power(self, layer: LayerFactors, power: float, scale: float) -> Blocks:
+        """The eigenvalues of the damped ``s·A⊗G + δI`` in :meth:`eigenbasis`, to the
+        ``power``, as :class:`Blocks` (cached until the next eigendecomposition; do not modify)."""
+        return self.eigenbasis(layer, scale).damped_power(
+            power, scale, self.damping, self.damping_mode
+        )
 
     def power(self, module: nn.Module, matrix: Tensor, power: float, scale: float = 1.0) -> Tensor:
         """``(s·A⊗G + δI)^power`` applied to a weight-shaped ``out × in`` matrix (bias last).
@@ -280,7 +303,8 @@ class KFAC:
         ``power=-1`` preconditions; ``power=-0.5`` on a standard normal matrix gives
         matrix-normal noise with covariance ``(s·A⊗G + δI)⁻¹``.
         """
-        return self.layer(module).eigen.power(matrix, power, scale, self.damping, self.damping_mode)
+        eigen = self.eigenbasis(self.layer(module), scale)
+        return eigen.power(matrix, power, scale, self.damping, self.damping_mode)
 
     # ----------------------------------------------------------------- bookkeeping
     @property
