@@ -126,3 +126,16 @@ def run_quadratic_chains(
         theta.grad = (theta.detach() - mean) @ hessian
         optimizer.step()
     return theta.detach().clone()
+
+
+def dense_kfac_power(a, g, damping, power, scale, pi=None):
+    """``(s·G⊗A + δI)^p`` as a dense matrix acting on row-major ``vec`` of ``out × in``
+    matrices (row-major: ``vec_r(G X A) = (G⊗A) vec_r(X)``); ``pi`` given: factored damping."""
+    eye_a, eye_g = (torch.eye(m.shape[0], dtype=torch.float64) for m in (a, g))
+    if pi is None:
+        dense = scale * torch.kron(g, a) + damping * torch.kron(eye_g, eye_a)
+    else:
+        gamma = math.sqrt(damping / scale)
+        dense = scale * torch.kron(g + gamma / pi * eye_g, a + gamma * pi * eye_a)
+    values, vectors = torch.linalg.eigh(dense)
+    return (vectors * values**power) @ vectors.T

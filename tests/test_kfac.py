@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _targets import assert_standard_normal, spd_matrix
+from _targets import assert_standard_normal, dense_kfac_power, spd_matrix
 from torch import nn
 
 from sgmcmc import KFAC
@@ -176,19 +176,6 @@ def test_sampled_fisher_of_a_custom_likelihood():
     assert z.abs().max() < 5, z.abs().max()
 
 
-def _dense_power(a, g, damping, power, scale, pi=None):
-    """``(s·G⊗A + δI)^p`` as a dense matrix acting on row-major ``vec`` of ``out × in``
-    matrices (row-major: ``vec_r(G X A) = (G⊗A) vec_r(X)``); ``pi`` given: factored damping."""
-    if pi is None:
-        dense = scale * torch.kron(g, a) + damping * torch.eye(a.shape[0] * g.shape[0], dtype=DTYPE)
-    else:
-        gamma = math.sqrt(damping / scale)
-        eye_a, eye_g = torch.eye(a.shape[0], dtype=DTYPE), torch.eye(g.shape[0], dtype=DTYPE)
-        dense = scale * torch.kron(g + gamma / pi * eye_g, a + gamma * pi * eye_a)
-    values, vectors = torch.linalg.eigh(dense)
-    return (vectors * values**power) @ vectors.T
-
-
 @pytest.fixture
 def tiny_layer():
     """A 2×3 linear layer (bias: 4 input columns) with random SPD factors set on it."""
@@ -210,7 +197,7 @@ def test_eigenbasis_powers_equal_dense_matrix_powers(tiny_layer, power, scale, d
     pi = None
     if damping_mode == "factored":  # Martens & Grosse's π: the trace-norm ratio
         pi = math.sqrt((a.trace() / 4) / (g.trace() / 2))
-    expected = _dense_power(a, g, 0.3, power, scale, pi) @ x.reshape(-1)
+    expected = dense_kfac_power(a, g, 0.3, power, scale, pi) @ x.reshape(-1)
     torch.testing.assert_close(kfac.power(layer, x, power, scale).reshape(-1), expected)
 
 
@@ -222,7 +209,7 @@ def test_matrix_normal_noise_has_the_damped_inverse_covariance(tiny_layer):
     kfac.set_factors(layer, a, g)
     xi = torch.randn(20_000, 2, 4, generator=torch.Generator().manual_seed(11), dtype=DTYPE)
     samples = kfac.power(layer, xi, -0.5, scale=7.0).reshape(len(xi), -1)
-    whitening = _dense_power(a, g, 0.3, 0.5, 7.0)  # Σ^{-1/2}
+    whitening = dense_kfac_power(a, g, 0.3, 0.5, 7.0)  # Σ^{-1/2}
     assert_standard_normal(samples @ whitening)
 
 

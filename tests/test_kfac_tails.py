@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from _targets import assert_standard_normal, spd_matrix
+from _targets import assert_standard_normal, dense_kfac_power, spd_matrix
 from torch import nn
 
 from sgmcmc import KFAC, KSGLD
@@ -54,15 +54,8 @@ def _merged(factor: torch.Tensor, tail: float | None, kept: int) -> torch.Tensor
 
 
 def _dense_power(a, g, power, scale, mode, pi):
-    """``(s·G⊗A + δI)^p`` on row-major ``vec`` of ``out × in`` (``test_kfac._dense_power``)."""
-    if mode == "exact":
-        dense = scale * torch.kron(g, a) + DAMPING * torch.eye(a.shape[0] * g.shape[0], dtype=DTYPE)
-    else:
-        gamma = math.sqrt(DAMPING / scale)
-        eye_a, eye_g = torch.eye(a.shape[0], dtype=DTYPE), torch.eye(g.shape[0], dtype=DTYPE)
-        dense = scale * torch.kron(g + gamma / pi * eye_g, a + gamma * pi * eye_a)
-    values, vectors = torch.linalg.eigh(dense)
-    return (vectors * values**power) @ vectors.T
+    """``(s·G⊗A + δI)^p`` on row-major ``vec`` of ``out × in``, damped as ``mode`` says."""
+    return dense_kfac_power(a, g, DAMPING, power, scale, None if mode == "exact" else pi)
 
 
 def _setup(spectra: str, mode: str, scale: float):

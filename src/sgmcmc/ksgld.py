@@ -189,17 +189,17 @@ class KSGLD(LangevinSampler):
         bases = [self.kfac.eigenbasis(layer, scale) for layer in layers]
         noise: list[list[Tensor]] | None = None
         if temperature > 0:  # drawn in each layer's eigen-coordinates, all layers at once
+            shapes = [eigen.noise_shapes() for eigen in bases]
             templates = [
                 layer.weight.new_empty(shape)
-                for layer, eigen in zip(layers, bases, strict=True)
-                for shape in eigen.noise_shapes()
+                for layer, layer_shapes in zip(layers, shapes, strict=True)
+                for shape in layer_shapes
             ]
             draws = self._standard_normal(templates + others)
             noise, start = [], 0
-            for eigen in bases:
-                count = len(eigen.noise_shapes())
-                noise.append(draws[start : start + count])
-                start += count
+            for layer_shapes in shapes:
+                noise.append(draws[start : start + len(layer_shapes)])
+                start += len(layer_shapes)
             other_noise = draws[start:]
 
         if not precondition_drift:  # the raw gradient step, for every parameter at once
