@@ -4,8 +4,10 @@ Batch 512 of synthetic MNIST-shaped data already on the device (no dataset neede
 118 steps (60,000 / 512). Every method trains its own copy of the same initial model in the
 same process; the methods take turns, ``--block`` steps each (1 on a CPU, 10 on a GPU), and each
 reports its median time per step over its turns, so drifting machine load affects all of them
-alike. The last column times ``optimizer.step()`` alone (fixed gradients), the overhead
-itself. Target: SGLD and pSGLD ≤ 1.05× SGD.
+alike. The last columns time ``optimizer.step()`` alone (fixed gradients), the overhead
+itself, and count the tensor operations one ``step()`` dispatches (views excluded): on a
+GPU each is at least one kernel launch, which is what a launch-bound step pays for. Target:
+SGLD and pSGLD ≤ 1.05× SGD.
 
     python benchmarks/sampler_overhead.py --steps 20 [--device cuda] [--threads 1]
     python benchmarks/sampler_overhead.py --mnist --warmup 300 --methods ksgld ksgld-tails
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from sgmcmc import KFAC, KSGLD, PSGLD, SGLD, PaperCNN, potential
 
@@ -137,10 +140,10 @@ class Run:
         return (time.perf_counter() - start) / len(batches)
 
 
-def time_optimizer_step(
-    method: Method, initial: dict, device: torch.device, calls: int, kfac_state: dict | None
-) -> float:
-    """Milliseconds per ``optimizer.step()`` alone, with fixed gradients: the pure overhead."""
+def optimizer_with_fixed_gradients(
+    method: Method, initial: dict, device: torch.device, kfac_state: dict | None
+) -> torch.optim.Optimizer:
+    """The method's optimizer on a fresh model with fixed gradients, after one ``step()``."""
     model = PaperCNN().to(device)
     model.load_state_dict(initial)
     optimizer = method.make(model, torch.Generator(device=device).manual_seed(0))
@@ -152,12 +155,43 @@ def time_optimizer_step(
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
     optimizer.step()
+    return optimizer
+
+
+def time_optimizer_step(
+    method: Method, initial: dict, device: torch.device, calls: int, kfac_state: dict | None
+) -> float:
+    """Milliseconds per ``optimizer.step()`` alone, with fixed gradients: the pure overhead."""
+    optimizer = optimizer_with_fixed_gradients(method, initial, device, kfac_state)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(calls):
         optimizer.step()
     synchronize(device)
     return (time.perf_counter() - start) / calls * 1e3
+
+
+class _OperationCount(TorchDispatchMode):
+    """Counts the tensor operations dispatched inside the context, views excluded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.namespace == "aten":
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_step_operations(
+    method: Method, initial: dict, device: torch.device, kfac_state: dict | None
+) -> int:
+    """Tensor operations (kernel launches on a GPU) in one ``optimizer.step()``."""
+    optimizer = optimizer_with_fixed_gradients(method, initial, device, kfac_state)
+    with _OperationCount() as counter:
+        optimizer.step()
+    return counter.count
 
 
 def print_ksgld_split(
@@ -330,18 +364,25 @@ def main(argv: list[str] | None = None) -> None:
         for name in methods
     }
 
+    operations = {
+        name: count_step_operations(METHODS[name], initial, device, kfac_state) for name in methods
+    }
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"batch {BATCH}, {args.steps} steps per method in turns of {block} (median)"
     )
-    print(f"{'method':<12} {'s/epoch':>9} {'x sgd':>7} {'step() ms':>10}")
+    print(f"{'method':<12} {'s/epoch':>9} {'x sgd':>7} {'step() ms':>10} {'step() ops':>11}")
     baseline = statistics.median(seconds["sgd"])
     for name in methods:
         median = statistics.median(seconds[name])
         per_epoch = median * EPOCH_STEPS
         ratio = median / baseline
-        print(f"{name:<12} {per_epoch:>9.3f} {ratio:>7.3f} {step_ms[name]:>10.2f}")
+        print(
+            f"{name:<12} {per_epoch:>9.3f} {ratio:>7.3f} {step_ms[name]:>10.2f} "
+            f"{operations[name]:>11}"
+        )
     for name in methods:
         if name.startswith("ksgld"):
             sgd_step_ms = baseline * 1e3

@@ -195,7 +195,7 @@ class KSGLD(LangevinSampler):
                 for layer, layer_shapes in zip(layers, shapes, strict=True)
                 for shape in layer_shapes
             ]
-            draws = self._standard_normal(templates + others)
+            draws = self.noise_source.like(templates + others)
             noise, start = [], 0
             for layer_shapes in shapes:
                 noise.append(draws[start : start + len(layer_shapes)])

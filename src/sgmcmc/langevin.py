@@ -23,10 +23,12 @@ Subclasses define ``P`` through two hooks and never touch the step itself.
 Randomness: the noise comes from ``generator`` (a ``torch.Generator`` on the parameters'
 device) or, when it is ``None``, from torch's global generator. Each step draws one flat
 standard-normal vector per parameter group (per device and dtype), in the order of the
-group's parameters that have a gradient, and splits it into views. ``state_dict()`` includes
-the generator's state (key ``"generator_state"``) and ``load_state_dict()`` restores it, so a
-restored sampler continues a chain bit-identically; the global generator is the user's to
-seed and restore, as with any torch code.
+group's parameters that have a gradient, and splits it into views; a large CPU draw is
+filled by parallel streams seeded once from the generator (:mod:`sgmcmc.noise`).
+``state_dict()`` includes the generator's state (key ``"generator_state"``) and the streams'
+(``"noise_streams"``), and ``load_state_dict()`` restores them, so a restored sampler
+continues a chain bit-identically; the global generator is the user's to seed and restore,
+as with any torch code.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from sgmcmc.noise import NoiseSource
 
 CONVENTIONS = ("langevin", "paper")
 PRECONDITIONS = ("both", "noise")
@@ -58,7 +62,8 @@ class LangevinSampler(torch.optim.Optimizer):
         **extra_defaults: further per-group hyper-parameters of a subclass.
 
     Subclasses override :meth:`_update_preconditioner` and :meth:`_precondition`; a diagonal
-    ``P`` may also override :meth:`_add_preconditioned_` to fuse its product into the update.
+    ``P`` may instead override :meth:`_add_preconditioned_` to fuse its product into the update,
+    with what :meth:`_update_preconditioner` computed once for the step's drift and noise.
     """
 
     def __init__(
@@ -73,9 +78,7 @@ class LangevinSampler(torch.optim.Optimizer):
         generator: torch.Generator | None = None,
         **extra_defaults: Any,
     ) -> None:
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator or None, got {generator!r}")
-        self.generator = generator
+        self.noise_source = NoiseSource(generator)
         defaults = dict(
             lr=lr,
             convention=convention,
@@ -94,11 +97,21 @@ class LangevinSampler(torch.optim.Optimizer):
         if group["precondition"] is None:
             group["precondition"] = _DEFAULT_PRECONDITION[group["convention"]]
 
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The noise's generator (``None``: torch's global one)."""
+        return self.noise_source.generator
+
     # ----------------------------------------------------------------------------- hooks
     def _update_preconditioner(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
-    ) -> None:
-        """Update the state ``P`` depends on, from this step's gradients (before the move)."""
+    ) -> Any:
+        """Update the state ``P`` depends on, from this step's gradients (before the move).
+
+        Returns what this step's products need, computed once per step (for example ``P``'s
+        diagonal), which the step passes back to :meth:`_add_preconditioned_`; here ``None``.
+        """
+        return None
 
     def _precondition(
         self, group: dict[str, Any], params: list[Tensor], tensors: list[Tensor], power: float
@@ -117,8 +130,10 @@ class LangevinSampler(torch.optim.Optimizer):
         tensors: list[Tensor],
         power: float,
         alpha: float,
+        prepared: Any,
     ) -> None:
-        """``θ ← θ + alpha·P**power·tensors`` in place (here through :meth:`_precondition`)."""
+        """``θ ← θ + alpha·P**power·tensors`` in place (here through :meth:`_precondition`);
+        ``prepared`` is this step's :meth:`_update_preconditioner` result."""
         torch._foreach_add_(params, self._precondition(group, params, tensors, power), alpha=alpha)
 
     # ------------------------------------------------------------------------------ step
@@ -138,7 +153,7 @@ class LangevinSampler(torch.optim.Optimizer):
                 raise ValueError("sparse gradients are not supported; use dense parameters")
             if group["weight_decay"] != 0:
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-            self._update_preconditioner(group, params, grads)
+            prepared = self._update_preconditioner(group, params, grads)
             lr = float(group["lr"])
             temperature = float(group["temperature"])
             if group["convention"] == "langevin":
@@ -151,47 +166,30 @@ class LangevinSampler(torch.optim.Optimizer):
                 preconditioned_drift = False
             # P depends on the state, not on θ: the drift may move θ before the noise is added.
             if preconditioned_drift:
-                self._add_preconditioned_(group, params, grads, 1.0, drift_scale)
+                self._add_preconditioned_(group, params, grads, 1.0, drift_scale, prepared)
             else:
                 torch._foreach_add_(params, grads, alpha=drift_scale)
             if temperature > 0.0:
-                noise = self._standard_normal(params)
-                self._add_preconditioned_(group, params, noise, noise_power, noise_scale)
+                noise = self.noise_source.like(params)
+                self._add_preconditioned_(group, params, noise, noise_power, noise_scale, prepared)
         return loss
-
-    def _standard_normal(self, params: list[Tensor]) -> list[Tensor]:
-        """Standard-normal tensors shaped like ``params``: one flat draw per device and dtype."""
-        buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-        for index, p in enumerate(params):
-            buckets.setdefault((p.device, p.dtype), []).append(index)
-        noise: list[Tensor] = [None] * len(params)  # type: ignore[list-item]
-        for (device, dtype), indices in buckets.items():
-            if self.generator is not None and self.generator.device.type != device.type:
-                raise ValueError(
-                    f"generator is on {self.generator.device} but parameters are on {device}; "
-                    f"pass torch.Generator(device={str(device)!r})"
-                )
-            sizes = [params[i].numel() for i in indices]
-            flat = torch.randn(sum(sizes), device=device, dtype=dtype, generator=self.generator)
-            for i, chunk in zip(indices, flat.split(sizes), strict=True):
-                noise[i] = chunk.view_as(params[i])
-        return noise
 
     # ------------------------------------------------------------------------ state dict
     def state_dict(self) -> dict[str, Any]:
-        """torch's state dict plus ``"generator_state"`` when a generator was given."""
-        state = super().state_dict()
-        if self.generator is not None:
-            state["generator_state"] = self.generator.get_state()
-        return state
+        """torch's state dict plus the noise's: ``"generator_state"`` when a generator was
+        given, ``"noise_streams"`` once CPU streams are seeded."""
+        return {**super().state_dict(), **self.noise_source.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load torch's state; restore the generator's state if both sides have a generator."""
+        """Load torch's state and restore the noise's (generator and streams) where saved."""
         state_dict = dict(state_dict)
-        generator_state = state_dict.pop("generator_state", None)
+        noise_state = {
+            key: state_dict.pop(key)
+            for key in ("generator_state", "noise_streams")
+            if key in state_dict
+        }
         super().load_state_dict(state_dict)
-        if generator_state is not None and self.generator is not None:
-            self.generator.set_state(generator_state)
+        self.noise_source.load_state_dict(noise_state)
 
 
 def _validate_group(group: dict[str, Any]) -> None:

@@ -103,7 +103,7 @@ class PSGLD(LangevinSampler):
 
     def _update_preconditioner(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
-    ) -> None:
+    ) -> _Denominators:
         key = _state_key(group)
         for p in params:
             state = self.state[p]
@@ -111,29 +111,27 @@ class PSGLD(LangevinSampler):
                 state["step"] = 0
                 init = torch.zeros_like if key == "square_avg" else torch.ones_like
                 state[key] = init(p, memory_format=torch.preserve_format)
+        averages = [self.state[p][key] for p in params]
+        denominators = _Denominators(averages, group["eps"] if key == "square_avg" else None)
         if group["preconditioner_frozen"]:
-            return
+            return denominators
         burn_in = group["burn_in"]
         adapting = [
             i for i, p in enumerate(params) if burn_in is None or self.state[p]["step"] < burn_in
         ]
         if not adapting:
-            return
-        averages = [self.state[params[i]][key] for i in adapting]
-        squares_of = [grads[i] for i in adapting]
+            return denominators
+        if len(adapting) < len(params):
+            averages, grads = [averages[i] for i in adapting], [grads[i] for i in adapting]
         alpha = group["alpha"]
         torch._foreach_mul_(averages, alpha)
-        torch._foreach_addcmul_(averages, squares_of, squares_of, value=1.0 - alpha)
+        torch._foreach_addcmul_(averages, grads, grads, value=1.0 - alpha)
         if key == "m":
             torch._foreach_add_(averages, group["eps"])
             torch._foreach_sqrt_(averages)
         for i in adapting:
             self.state[params[i]]["step"] += 1
-
-    def _precondition(
-        self, group: dict[str, Any], params: list[Tensor], tensors: list[Tensor], power: float
-    ) -> list[Tensor]:
-        return torch._foreach_div(tensors, self._denominators(group, params, power))
+        return denominators
 
     def _add_preconditioned_(
         self,
@@ -142,26 +140,34 @@ class PSGLD(LangevinSampler):
         tensors: list[Tensor],
         power: float,
         alpha: float,
+        prepared: _Denominators,
     ) -> None:
-        denominators = self._denominators(group, params, power)
-        torch._foreach_addcdiv_(params, tensors, denominators, value=alpha)
+        torch._foreach_addcdiv_(params, tensors, prepared.power(power), value=alpha)
 
-    def _denominators(
-        self, group: dict[str, Any], params: list[Tensor], power: float
-    ) -> list[Tensor]:
-        """``D`` with ``P**power = 1/D``: ``(ε + sqrt(V))**power`` or ``m**power``."""
-        if _state_key(group) == "square_avg":
-            denominators = torch._foreach_sqrt([self.state[p]["square_avg"] for p in params])
-            torch._foreach_add_(denominators, group["eps"])
-            if power == 0.5:
-                torch._foreach_sqrt_(denominators)
-            elif power != 1.0:
-                torch._foreach_pow_(denominators, power)
-            return denominators
-        denominators = [self.state[p]["m"] for p in params]
-        if power != 1.0:
-            return torch._foreach_pow(denominators, power)
-        return denominators
+
+class _Denominators:
+    """``D`` with ``P**power = 1/D`` for one step, each power computed once (after the
+    update of ``V`` or ``m``): ``(ε + sqrt(V))**power`` (``eps`` given) or ``m**power``."""
+
+    def __init__(self, averages: list[Tensor], eps: float | None) -> None:
+        self._averages, self._eps = averages, eps
+        self._powers: dict[float, list[Tensor]] = {}
+
+    def power(self, power: float) -> list[Tensor]:
+        if power not in self._powers:
+            self._powers[power] = self._compute(power)
+        return self._powers[power]
+
+    def _compute(self, power: float) -> list[Tensor]:
+        if power == 1.0:
+            if self._eps is None:
+                return self._averages
+            base = torch._foreach_sqrt(self._averages)
+            torch._foreach_add_(base, self._eps)
+            return base
+        if power == 0.5:
+            return torch._foreach_sqrt(self.power(1.0))
+        return torch._foreach_pow(self.power(1.0), power)
 
 
 def _state_key(group: dict[str, Any]) -> str:

@@ -1,0 +1,114 @@
+"""Standard-normal noise for the samplers: one flat draw per device and dtype.
+
+A CPU ``torch.Generator`` (mt19937) fills a draw on one thread, about 4 ns a number: for the
+paper's CNN (3.3 million parameters) 13 ms a step, 4 % of an SGD step on two cores. So a CPU
+draw of at least :data:`PARALLEL_MIN` numbers is cut into :data:`STREAMS` equal parts, part
+``i`` filled from stream ``i``, a CPU generator of its own, on as many threads as torch uses
+(``torch.get_num_threads()``, at most :data:`STREAMS`). The streams are seeded once, at the
+first such draw, from the sampler's generator (or torch's global one): seeds ``b, b+1, …`` for
+a 32-bit ``b`` drawn from it, since a CPU generator's seed has 32 bits. A chain is thus a
+function of its seed, whatever the thread count. GPU draws and smaller CPU draws come from
+the generator itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from torch import Tensor
+
+STREAMS = 4
+PARALLEL_MIN = 1 << 18
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+class NoiseSource:
+    """Standard-normal tensors shaped like parameters, from ``generator`` (``None``: torch's
+    global generator) and, for large CPU draws, from the streams it seeds (module docstring).
+    """
+
+    def __init__(self, generator: torch.Generator | None) -> None:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got {generator!r}")
+        self.generator = generator
+        self._streams: list[torch.Generator] | None = None
+
+    def like(self, tensors: list[Tensor]) -> list[Tensor]:
+        """Standard-normal tensors shaped like ``tensors``: one flat draw per device and dtype,
+        in the order of ``tensors``, split into views."""
+        buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for index, t in enumerate(tensors):
+            buckets.setdefault((t.device, t.dtype), []).append(index)
+        noise: list[Tensor] = [None] * len(tensors)  # type: ignore[list-item]
+        for (device, dtype), indices in buckets.items():
+            sizes = [tensors[i].numel() for i in indices]
+            flat = self.standard_normal(sum(sizes), device, dtype)
+            for i, chunk in zip(indices, flat.split(sizes), strict=True):
+                noise[i] = chunk.view_as(tensors[i])
+        return noise
+
+    def standard_normal(self, size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """A flat standard-normal vector of ``size`` numbers."""
+        if self.generator is not None and self.generator.device.type != device.type:
+            raise ValueError(
+                f"generator is on {self.generator.device} but parameters are on {device}; "
+                f"pass torch.Generator(device={str(device)!r})"
+            )
+        if device.type != "cpu" or size < PARALLEL_MIN:
+            return torch.randn(size, device=device, dtype=dtype, generator=self.generator)
+        flat = torch.empty(size, dtype=dtype)
+        parts = list(zip(flat.tensor_split(STREAMS), self.streams(), strict=True))
+        lanes = min(STREAMS, torch.get_num_threads())
+        jobs = [_thread_pool().submit(_fill, parts[lane::lanes]) for lane in range(1, lanes)]
+        _fill(parts[0::lanes])
+        for job in jobs:
+            job.result()
+        return flat
+
+    def streams(self) -> list[torch.Generator]:
+        """The CPU streams, seeded from the generator on first use."""
+        if self._streams is None:
+            base = int(torch.randint(0, 2**32 - STREAMS, (1,), generator=self.generator))
+            self._streams = [torch.Generator().manual_seed(base + i) for i in range(STREAMS)]
+        return self._streams
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator's state (when one was given) and the streams' (once seeded)."""
+        state: dict[str, Any] = {}
+        if self.generator is not None:
+            state["generator_state"] = self.generator.get_state()
+        if self._streams is not None:
+            state["noise_streams"] = [stream.get_state() for stream in self._streams]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; streams not saved are seeded anew later."""
+        if state.get("generator_state") is not None and self.generator is not None:
+            self.generator.set_state(state["generator_state"])
+        streams = state.get("noise_streams")
+        if streams is None:
+            self._streams = None
+            return
+        if len(streams) != STREAMS:
+            raise ValueError(f"noise_streams holds {len(streams)} states, expected {STREAMS}")
+        self._streams = [torch.Generator() for _ in streams]
+        for stream, stream_state in zip(self._streams, streams, strict=True):
+            stream.set_state(stream_state)
+
+
+def _fill(parts: list[tuple[Tensor, torch.Generator]]) -> None:
+    for part, stream in parts:
+        part.normal_(generator=stream)
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(STREAMS - 1, thread_name_prefix="sgmcmc-noise")
+        return _pool

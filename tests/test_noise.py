@@ -1,0 +1,86 @@
+"""The samplers' noise source: standard normal, a function of the seed, resumable."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sgmcmc import SGLD
+from sgmcmc.noise import PARALLEL_MIN, STREAMS, NoiseSource
+
+CPU = torch.device("cpu")
+SIZE = 4 * PARALLEL_MIN + 3  # parallel; parts of unequal length
+
+
+def _draw(seed: int, size: int = SIZE) -> torch.Tensor:
+    return NoiseSource(torch.Generator().manual_seed(seed)).standard_normal(
+        size, CPU, torch.float64
+    )
+
+
+def test_small_draws_are_the_generators_own():
+    expected = torch.randn(100, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(_draw(3, 100), expected, rtol=0, atol=0)
+
+
+def test_each_stream_is_standard_normal_and_independent_of_the_others():
+    """Per part of n ≈ PARALLEL_MIN draws: mean within 5/sqrt(n), variance within 5·sqrt(2/n)
+    of 1 (standard errors of a normal sample); between parts, correlation within 5/sqrt(n)."""
+    parts = _draw(0).tensor_split(STREAMS)
+    for part in parts:
+        n = part.numel()
+        assert abs(part.mean().item()) < 5 / math.sqrt(n)
+        assert abs(part.var().item() - 1) < 5 * math.sqrt(2 / n)
+    n = min(part.numel() for part in parts)
+    for a, b in zip(parts, parts[1:], strict=False):
+        correlation = torch.corrcoef(torch.stack([a[:n], b[:n]]))[0, 1].item()
+        assert abs(correlation) < 5 / math.sqrt(n)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_draws_depend_on_the_seed_not_on_the_thread_count(threads):
+    reference = _draw(7)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        torch.testing.assert_close(_draw(7), reference, rtol=0, atol=0)
+    finally:
+        torch.set_num_threads(before)
+    assert not torch.equal(_draw(8), reference)
+
+
+def test_state_dict_round_trip_continues_the_draws():
+    source = NoiseSource(torch.Generator().manual_seed(1))
+    source.standard_normal(SIZE, CPU, torch.float32)
+    state = source.state_dict()
+    expected = source.standard_normal(SIZE, CPU, torch.float32)
+    restored = NoiseSource(torch.Generator().manual_seed(99))
+    restored.load_state_dict(state)
+    torch.testing.assert_close(restored.standard_normal(SIZE, CPU, torch.float32), expected)
+
+
+def test_sampler_state_dict_carries_the_streams():
+    def sampler(seed: int) -> tuple[SGLD, torch.Tensor]:
+        param = torch.zeros(SIZE)
+        param.grad = torch.ones(SIZE)
+        return SGLD([param], lr=1e-3, generator=torch.Generator().manual_seed(seed)), param
+
+    optimizer, param = sampler(0)
+    optimizer.step()
+    state = optimizer.state_dict()
+    assert len(state["noise_streams"]) == STREAMS
+    resumed_from = param.clone()
+    optimizer.step()
+    other, other_param = sampler(5)
+    other_param.copy_(resumed_from)
+    other.load_state_dict(state)
+    other.step()
+    torch.testing.assert_close(other_param, param, rtol=0, atol=0)
+
+
+def test_tampered_stream_state_is_rejected():
+    source = NoiseSource(None)
+    with pytest.raises(ValueError, match="noise_streams"):
+        source.load_state_dict({"noise_streams": [torch.Generator().get_state()]})
