@@ -20,7 +20,14 @@ from sgmcmc.plan import notebook_configs
 from sgmcmc.store import run_or_load
 
 
-def _configs(profile: str, released_only: bool) -> list:
+def _configs(profile: str, released_only: bool, train_sizes: tuple[int, ...] | None) -> list:
+    configs = _all_configs(profile, released_only)
+    if train_sizes is not None:
+        configs = [c for c in configs if c.train_size in train_sizes]
+    return configs
+
+
+def _all_configs(profile: str, released_only: bool) -> list:
     if not released_only:
         return notebook_configs(profile)
     from sgmcmc import tables
@@ -40,9 +47,15 @@ def _configs(profile: str, released_only: bool) -> list:
 
 
 def _worker(
-    rank: int, workers: int, profile: str, device: str, deadline: float, released_only: bool
+    rank: int,
+    workers: int,
+    profile: str,
+    device: str,
+    deadline: float,
+    released_only: bool,
+    train_sizes: tuple[int, ...] | None,
 ) -> None:
-    configs = _configs(profile, released_only)
+    configs = _configs(profile, released_only, train_sizes)
     # Rotate the order so that workers start on different runs; the store's lock does the rest.
     order = configs[rank::workers] + [c for i, c in enumerate(configs) if i % workers != rank]
     for config in order:
@@ -72,8 +85,16 @@ def main() -> None:
         action="store_true",
         help="only the 'as released' runs (main and smallMNIST; they need no sweep)",
     )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="only the runs on these training-set sizes (e.g. smallMNIST's 5000 3000)",
+    )
     args = parser.parse_args()
-    configs = _configs(args.profile, args.released_only)
+    train_sizes = tuple(args.train_size) if args.train_size else None
+    configs = _configs(args.profile, args.released_only, train_sizes)
     print(f"{len(configs)} configs for profile {args.profile}", flush=True)
     if args.list:
         for c in configs:
@@ -84,7 +105,15 @@ def main() -> None:
     procs = [
         ctx.Process(
             target=_worker,
-            args=(r, args.workers, args.profile, args.device, deadline, args.released_only),
+            args=(
+                r,
+                args.workers,
+                args.profile,
+                args.device,
+                deadline,
+                args.released_only,
+                train_sizes,
+            ),
         )
         for r in range(args.workers)
     ]
