@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 
 import pytest
 import torch
 
-from sgmcmc import SGLD
+from sgmcmc import SGLD, noise
 from sgmcmc.noise import PARALLEL_MIN, STREAMS, NoiseSource
 
 CPU = torch.device("cpu")
@@ -84,3 +86,16 @@ def test_tampered_stream_state_is_rejected():
     source = NoiseSource(None)
     with pytest.raises(ValueError, match="noise_streams"):
         source.load_state_dict({"noise_streams": [torch.Generator().get_state()]})
+
+
+def _pool_answers() -> int:
+    return noise._thread_pool().submit(int, "1").result(timeout=20)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_helper_threads_of_its_own():
+    """The parent's helper threads do not exist in a forked child; work sent to them there
+    would never run."""
+    _draw(2)  # the parent's helper threads now exist
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_pool_answers).get(timeout=60) == 1

@@ -13,6 +13,7 @@ the generator itself.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,7 +24,7 @@ from torch import Tensor
 STREAMS = 4
 PARALLEL_MIN = 1 << 18
 
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (owning process id, pool)
 _pool_lock = threading.Lock()
 
 
@@ -107,8 +108,10 @@ def _fill(parts: list[tuple[Tensor, torch.Generator]]) -> None:
 
 
 def _thread_pool() -> ThreadPoolExecutor:
+    """The helper threads, made anew in a forked child (threads do not survive a fork)."""
     global _pool
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(STREAMS - 1, thread_name_prefix="sgmcmc-noise")
-        return _pool
+        if _pool is None or _pool[0] != os.getpid():
+            threads = ThreadPoolExecutor(STREAMS - 1, thread_name_prefix="sgmcmc-noise")
+            _pool = (os.getpid(), threads)
+        return _pool[1]
