@@ -5,8 +5,9 @@ Batch 512 of synthetic MNIST-shaped data already on the device (no dataset neede
 same process; the methods take turns, ``--block`` steps each (1 on a CPU, 10 on a GPU), and each
 reports its median time per step over its turns, so drifting machine load affects all of them
 alike. The last columns time ``optimizer.step()`` alone (fixed gradients), the overhead
-itself, and count the tensor operations one ``step()`` dispatches (views excluded): on a
-GPU each is at least one kernel launch, which is what a launch-bound step pays for. Target:
+itself, and count the tensor operations one ``step()`` dispatches on the calling thread (views
+excluded): on a GPU each is at least one kernel launch, which is what a launch-bound step pays
+for (on a CPU, the noise streams' helper threads are not counted). Target:
 SGLD and pSGLD ≤ 1.05× SGD.
 
     python benchmarks/sampler_overhead.py --steps 20 [--device cuda] [--threads 1]
@@ -172,7 +173,7 @@ def time_optimizer_step(
 
 
 class _OperationCount(TorchDispatchMode):
-    """Counts the tensor operations dispatched inside the context, views excluded."""
+    """Counts the tensor operations this thread dispatches inside the context, views excluded."""
 
     def __init__(self) -> None:
         super().__init__()
