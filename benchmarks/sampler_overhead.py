@@ -159,19 +159,6 @@ def optimizer_with_fixed_gradients(
     return optimizer
 
 
-def time_optimizer_step(
-    method: Method, initial: dict, device: torch.device, calls: int, kfac_state: dict | None
-) -> float:
-    """Milliseconds per ``optimizer.step()`` alone, with fixed gradients: the pure overhead."""
-    optimizer = optimizer_with_fixed_gradients(method, initial, device, kfac_state)
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(calls):
-        optimizer.step()
-    synchronize(device)
-    return (time.perf_counter() - start) / calls * 1e3
-
-
 class _OperationCount(TorchDispatchMode):
     """Counts the tensor operations this thread dispatches inside the context, views excluded."""
 
@@ -185,14 +172,20 @@ class _OperationCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def count_step_operations(
-    method: Method, initial: dict, device: torch.device, kfac_state: dict | None
-) -> int:
-    """Tensor operations (kernel launches on a GPU) in one ``optimizer.step()``."""
+def step_cost(
+    method: Method, initial: dict, device: torch.device, calls: int, kfac_state: dict | None
+) -> tuple[float, int]:
+    """Milliseconds per ``optimizer.step()`` alone, with fixed gradients (the pure overhead),
+    and the tensor operations one such step dispatches (kernel launches on a GPU)."""
     optimizer = optimizer_with_fixed_gradients(method, initial, device, kfac_state)
     with _OperationCount() as counter:
         optimizer.step()
-    return counter.count
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        optimizer.step()
+    synchronize(device)
+    return (time.perf_counter() - start) / calls * 1e3, counter.count
 
 
 def print_ksgld_split(
@@ -360,14 +353,7 @@ def main(argv: list[str] | None = None) -> None:
             seconds[name].append(runs[name].seconds_per_step(chunk, device))
     del runs
 
-    step_ms = {
-        name: time_optimizer_step(METHODS[name], initial, device, 20, kfac_state)
-        for name in methods
-    }
-
-    operations = {
-        name: count_step_operations(METHODS[name], initial, device, kfac_state) for name in methods
-    }
+    costs = {name: step_cost(METHODS[name], initial, device, 20, kfac_state) for name in methods}
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
@@ -381,8 +367,8 @@ def main(argv: list[str] | None = None) -> None:
         per_epoch = median * EPOCH_STEPS
         ratio = median / baseline
         print(
-            f"{name:<12} {per_epoch:>9.3f} {ratio:>7.3f} {step_ms[name]:>10.2f} "
-            f"{operations[name]:>11}"
+            f"{name:<12} {per_epoch:>9.3f} {ratio:>7.3f} {costs[name][0]:>10.2f} "
+            f"{costs[name][1]:>11}"
         )
     for name in methods:
         if name.startswith("ksgld"):

@@ -184,9 +184,7 @@ class LangevinSampler(torch.optim.Optimizer):
         """Load torch's state and restore the noise's (generator and streams) where saved."""
         state_dict = dict(state_dict)
         noise_state = {
-            key: state_dict.pop(key)
-            for key in ("generator_state", "noise_streams")
-            if key in state_dict
+            key: state_dict.pop(key) for key in NoiseSource.STATE_KEYS if key in state_dict
         }
         super().load_state_dict(state_dict)
         self.noise_source.load_state_dict(noise_state)

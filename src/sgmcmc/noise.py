@@ -33,6 +33,8 @@ class NoiseSource:
     global generator) and, for large CPU draws, from the streams it seeds (module docstring).
     """
 
+    STATE_KEYS = ("generator_state", "noise_streams")  # what :meth:`state_dict` may hold
+
     def __init__(self, generator: torch.Generator | None) -> None:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator or None, got {generator!r}")
