@@ -6,7 +6,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 # The book's profile: `paper` once results/paper holds every run (a GPU job, book/rerun.md);
 # until then `quick`, which a CPU retrains in about half an hour.
-PROFILE ?= quick
+PROFILE ?= paper
 FRESH   ?=
 export SGMCMC_PROFILE ?= $(PROFILE)
 
@@ -29,7 +29,7 @@ system-deps:  ## Debian packages: fonts (notMNIST-style), Fashion-MNIST, Chromiu
 data: venv system-deps  ## fetch, render and verify every dataset into data/ ($$SGMCMC_DATA)
 	$(BIN)/sgmcmc data
 
-notebooks: data  ## execute every notebook with papermill at PROFILE (ci|quick|paper) into book/notebooks/; FRESH=1 retrains
+notebooks: data  ## execute every notebook with papermill at PROFILE (ci|quick|paper; paper falls back to quick per notebook on a CPU while its runs are not stored) into book/notebooks/; FRESH=1 retrains
 	$(BIN)/sgmcmc notebooks --profile $(PROFILE) $(if $(FRESH),--fresh,)
 
 html: venv  ## render the book from the executed notebooks (no execution) into _build/html

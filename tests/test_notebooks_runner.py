@@ -157,16 +157,62 @@ def test_the_book_s_notebooks_are_clean_and_parameterised():
         assert code[-1].source.strip() == "session.finish()", path.name
 
 
-def test_paper_profile_without_gpu_or_stored_runs_is_refused(tmp_path, monkeypatch, capsys):
-    """A missing paper store on a CPU is one line naming the fixes, not days of training."""
+def test_fallback_runs_notebooks_whose_runs_are_missing_at_the_smaller_profile(book, tmp_path):
+    """03 needs smallMNIST runs the empty store lacks: it runs at the fallback; 00 needs no run
+    and keeps the requested profile. Both say so on their line."""
+    source = tmp_path / "planned"
+    source.mkdir()
+    for stem in ("00_hyperparameters", "03_small_mnist"):
+        _notebook(source / f"{stem}.ipynb", "print('profile is', profile)")
+    out = tmp_path / "planned-out"
+    lines = []
+    runs = run_notebooks(
+        "quick", fallback="ci", source_dir=source, output_dir=out, log=lines.append
+    )
+    assert [(r.name, r.profile) for r in runs] == [
+        ("00_hyperparameters", "quick"),
+        ("03_small_mnist", "ci"),
+    ]
+    assert runs[0].missing == 0 and runs[1].missing > 0
+    assert "profile is quick" in _outputs(out / "00_hyperparameters.ipynb")
+    assert "profile is ci" in _outputs(out / "03_small_mnist.ipynb")
+    assert lines[0].startswith("[1/2] 00_hyperparameters: quick, ")
+    assert lines[1].startswith(f"[2/2] 03_small_mnist: ci ({runs[1].missing} quick-profile runs")
+    with pytest.raises(UserError, match="fallback"):
+        run_notebooks("quick", fallback="ci", fresh=True, source_dir=source, output_dir=out)
+
+
+def test_paper_profile_without_gpu_falls_back_to_quick_and_refuses_fresh(
+    tmp_path, monkeypatch, capsys
+):
+    """On a CPU the paper profile never starts days of training: the notebooks fall back per
+    notebook, and retraining everything is one line naming the fixes."""
     import torch
 
+    import sgmcmc.notebooks
     from sgmcmc.cli import main
 
     monkeypatch.setenv("SGMCMC_RESULTS", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert main(["notebooks", "--profile", "paper", "--out", str(tmp_path / "out")]) == 2
+    calls = []
+    monkeypatch.setattr(
+        sgmcmc.notebooks, "run_notebooks", lambda profile, **kw: calls.append((profile, kw)) or []
+    )
+    assert main(["notebooks", "--profile", "paper"]) == 0
+    assert calls[-1][0] == "paper" and calls[-1][1]["fallback"] == "quick"
+    assert main(["notebooks", "--profile", "paper", "--train-on-cpu"]) == 0
+    assert calls[-1][1]["fallback"] is None
+    assert main(["notebooks", "--profile", "quick"]) == 0
+    assert calls[-1][1]["fallback"] is None
+    capsys.readouterr()
+    assert main(["notebooks", "--profile", "paper", "--fresh"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "paper-profile runs are missing" in err and "PROFILE=quick" in err
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert "needs a GPU" in err and "PROFILE=quick" in err and "--train-on-cpu" in err
+    assert len(calls) == 3
+    assert main(["notebooks", "--profile", "paper", "--dry-run"]) == 0
+    plan = capsys.readouterr().out.splitlines()
+    assert len(calls) == 3  # a dry run executes nothing
+    assert plan[0] == "00_hyperparameters: paper"  # needs no run
+    assert all(line.endswith("paper-profile runs not stored)") for line in plan[1:])
+    assert plan[1].startswith("01_test_accuracy: quick (")

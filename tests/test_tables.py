@@ -68,7 +68,11 @@ def test_session_glues_claims_provenance_and_tables_as_html(store, monkeypatch):
         ("claims", "provenance", "table"), False
     )
     claims = glued["claims"][0].data
-    assert claims.startswith('<table class="dataframe">') and "<td>a claim</td>" in claims
+    heading = (
+        "<p><em>At the ci profile: a preview at a smaller size"  # every table says its profile
+    )
+    assert claims.startswith(heading) and '<table class="dataframe">' in claims
+    assert "<td>a claim</td>" in claims
     assert glued["provenance"][0].data == f"<p>{line}</p>" and "runs were made 3 on" in line
     assert "<th>accuracy</th>" in glued["table"][0].data
 

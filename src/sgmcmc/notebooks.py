@@ -13,6 +13,11 @@ hyper-parameter selections (``hparams/*.json``; re-tuning is ``sgmcmc sweep``'s 
 that several notebooks share are trained once. When every notebook succeeded the fresh
 results replace the old ones in the store and ``.fresh/`` is removed; an interrupted fresh run
 resumes from what ``.fresh/`` holds.
+
+``fallback`` names a smaller profile for the notebooks whose runs at ``profile`` the store does
+not hold in full (:func:`sgmcmc.plan.missing_runs`): those run at ``fallback`` instead, so a
+machine that cannot train the paper profile still executes every chapter, each at the largest
+profile the store supports, and each notebook's provenance says which.
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ RUN_FILE = "run.json"
 
 @dataclass(frozen=True)
 class NotebookRun:
-    """One executed notebook: its name, where it was written, and its wall time (seconds)."""
+    """One executed notebook: its name, where it was written, its wall time (seconds) and the
+    profile it ran at."""
 
     name: str
     output: Path
     seconds: float
+    profile: str
+    missing: int = 0  # runs missing at the requested profile (why it ran at ``profile``)
 
 
 def source_notebooks(source_dir: Path | None = None) -> list[Path]:
@@ -68,6 +76,7 @@ def run_notebooks(
     fresh: bool = False,
     only: str | None = None,
     device: str | None = None,
+    fallback: str | None = None,
     source_dir: Path | None = None,
     output_dir: Path | None = None,
     log: Callable[[str], None] = print,
@@ -77,6 +86,10 @@ def run_notebooks(
     from sgmcmc.profiles import get_profile
 
     get_profile(profile)  # an unknown profile is a UserError naming the known ones
+    if fallback is not None:
+        get_profile(fallback)
+        if fresh:
+            raise UserError("a fallback profile needs stored results; drop it or drop --fresh")
     notebooks = select(source_notebooks(source_dir), only)
     if not notebooks:
         raise UserError(f"no notebooks in {source_dir or repo_root() / 'notebooks'}")
@@ -85,17 +98,38 @@ def run_notebooks(
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {output_dir}: {exc.strerror or exc}") from None
-    parameters = {"profile": profile, **({"device": device} if device else {})}
     done: list[NotebookRun] = []
     store = results_dir()
     with _fresh_store(store) if fresh else _nothing() as fresh_root:
         for index, source in enumerate(notebooks, 1):
+            used, missing = profile_for(source.stem, profile, fallback)
+            parameters = {"profile": used, **({"device": device} if device else {})}
             seconds = _execute(source, output_dir, parameters, start_timeout)
-            done.append(NotebookRun(source.stem, output_dir / source.name, seconds))
-            log(f"[{index}/{len(notebooks)}] {source.stem}: {seconds:.1f} s")
+            done.append(NotebookRun(source.stem, output_dir / source.name, seconds, used, missing))
+            log(
+                f"[{index}/{len(notebooks)}] {source.stem}: {used}"
+                f"{fallback_reason(profile, missing)}, {seconds:.1f} s"
+            )
         if fresh_root is not None:
             merge_store(fresh_root, store)
     return done
+
+
+def profile_for(stem: str, profile: str, fallback: str | None) -> tuple[str, int]:
+    """The profile notebook ``stem`` runs at, and how many of its runs at ``profile`` the store
+    lacks (counted only with a ``fallback``; a notebook with no entry in
+    :data:`sgmcmc.plan.NOTEBOOK_RUNS` cannot be checked and counts as lacking one)."""
+    if fallback is None:
+        return profile, 0
+    from sgmcmc.plan import NOTEBOOK_RUNS, missing_runs
+
+    missing = len(missing_runs(profile, stem)) if stem in NOTEBOOK_RUNS else 1
+    return (fallback if missing else profile), missing
+
+
+def fallback_reason(profile: str, missing: int) -> str:
+    """`` (N <profile>-profile runs not stored)`` when runs are missing, else nothing."""
+    return f" ({missing} {profile}-profile runs not stored)" if missing else ""
 
 
 def _execute(source: Path, output_dir: Path, parameters: dict, start_timeout: int) -> float:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+PAPER_PROFILE = "paper"
+
 
 @dataclass
 class Session:
@@ -31,7 +33,8 @@ class Session:
     results root (runs, hyper-parameter selections); when given it becomes this process's
     ``$SGMCMC_RESULTS``, so everything the notebook reads agrees; ``None`` keeps
     ``$SGMCMC_RESULTS``, else ``results/``. The provenance (profile, hardware, versions,
-    store) is printed on creation unless ``quiet``."""
+    store) is printed on creation unless ``quiet``; below the ``paper`` profile a notice says
+    the chapter is a preview, and every table it glues says its profile."""
 
     profile_name: str
     device: str = "auto"
@@ -56,6 +59,29 @@ class Session:
         apply_style()
         if not self.quiet:
             print(self.provenance_text())
+            if self.profile.name != PAPER_PROFILE:
+                from IPython.display import HTML, display
+
+                display(HTML(self._preview_notice()))
+
+    def profile_note(self) -> str:
+        """One sentence: the profile these results come from, and whether it is the paper's."""
+        if self.profile.name == PAPER_PROFILE:
+            return "At the paper profile (the paper's protocol)."
+        return (
+            f"At the {self.profile.name} profile: a preview at a smaller size, not the paper's "
+            "protocol."
+        )
+
+    def _preview_notice(self) -> str:
+        from html import escape
+
+        return (
+            '<div class="admonition warning"><p class="admonition-title">Preview</p><p>'
+            f"{escape(self.profile_note())} The {self.profile.name} profile is "
+            f"{escape(self.profile.description)}. At the paper profile the numbers and verdicts "
+            "of this chapter may differ.</p></div>"
+        )
 
     # ------------------------------------------------------------------ provenance
     def provenance(self) -> dict[str, Any]:
@@ -110,15 +136,17 @@ class Session:
 
     def glue(self, name: str, value: Any) -> None:
         """Make ``value`` pasteable in the book's pages as ``{glue} name`` with ``:doc:`` this
-        notebook: a DataFrame as an HTML table, anything else as a paragraph (MyST-NB pastes
-        HTML, images and plain text across pages, not Markdown)."""
+        notebook: a DataFrame as an HTML table headed by :meth:`profile_note`, anything else
+        as a paragraph (MyST-NB pastes HTML, images and plain text across pages, not
+        Markdown)."""
         from html import escape
 
         from IPython.display import HTML
         from myst_nb import glue
 
         if hasattr(value, "to_html"):
-            html = value.to_html(border=0, na_rep="")
+            note = f"<p><em>{escape(self.profile_note())}</em></p>"
+            html = note + value.to_html(border=0, na_rep="")
         else:
             html = f"<p>{escape(str(value))}</p>"
         glue(name, HTML(html), display=False)
