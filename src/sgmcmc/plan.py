@@ -1,102 +1,119 @@
-"""Which runs each notebook needs at a profile, so they can be trained ahead (on a GPU, by
-several workers: ``.ci/device/precompute.py``), checked for before a long CPU job, or used to
-decide which notebooks the store can execute at that profile without training.
+"""Which runs each notebook needs at a profile: the notebooks build their configs here, so the
+same lists let the runs be trained ahead (on a GPU, by several workers:
+``.ci/device/precompute.py``), checked for before a long CPU job, or used to decide which
+notebooks the store can execute at a profile without training.
 
-Each entry of :data:`NOTEBOOK_RUNS` mirrors one notebook's own calls
-(``tables.reproduction_configs``, ``tables.langevin_configs``), keyed by the notebook's file
-stem; a run it misses is still trained by the notebook that needs it.
+Every function returns ``{(label, method, seed): RunConfig}`` (``tables.run_all``'s input);
+:data:`NOTEBOOK_RUNS` maps each notebook's file stem to the configs it asks for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from sgmcmc import tables
 from sgmcmc.config import RunConfig
 from sgmcmc.hparams import tuned_overrides
-from sgmcmc.profiles import Profile, get_profile
+from sgmcmc.profiles import get_profile
 from sgmcmc.store import find_result
+from sgmcmc.tables import RunKey
 
-LANGEVIN_METHODS = ["sgld", "psgld", "ksgld"]
+LANGEVIN_METHODS = ("sgld", "psgld", "ksgld")
+#: The cold temperature of the langevin runs where the sweep selected none.
+DEFAULT_COLD_TEMPERATURE = 0.01
+
+Configs = dict[RunKey, RunConfig]
 
 
-def _main_runs(profile: Profile) -> list[RunConfig]:
+def main_configs(profile: str, seeds: Iterable[int]) -> Configs:
     """Figs. 1, 2, 4 and Table 1: both configurations, every method, the full training set."""
-    return list(tables.reproduction_configs(profile.name, profile.seeds).values())
+    return tables.reproduction_configs(profile, seeds)
 
 
-def _small_runs(profile: Profile) -> list[RunConfig]:
-    """Fig. 3: the same at each smallMNIST size."""
-    return [
-        config
-        for size in profile.small_train_sizes
-        for config in tables.reproduction_configs(
-            profile.name, profile.seeds, train_size=size, epochs=profile.small_epochs
-        ).values()
-    ]
+def small_configs(profile: str, seeds: Iterable[int], train_size: int) -> Configs:
+    """Fig. 3: the same at one smallMNIST size, for the profile's ``small_epochs``."""
+    epochs = get_profile(profile).small_epochs
+    return tables.reproduction_configs(profile, seeds, train_size=train_size, epochs=epochs)
 
 
-def _gradient_or_noise_runs(profile: Profile) -> list[RunConfig]:
-    """Notebook 06: eq. 1 (both preconditioned) and eq. 2 (noise only), langevin convention."""
+def gradient_or_noise_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Eq. 1 (gradient and noise preconditioned) and eq. 2 (noise only), langevin convention;
+    eq. 2 only where ``P`` is not the identity."""
+    seeds = tuple(seeds)
     configs = tables.langevin_configs(
-        profile.name, profile.seeds, LANGEVIN_METHODS, "eq. 1", precondition="both"
+        profile, seeds, LANGEVIN_METHODS, "eq. 1", precondition="both"
     )
     configs.update(
-        tables.langevin_configs(
-            profile.name, profile.seeds, ["psgld", "ksgld"], "eq. 2", precondition="noise"
+        tables.langevin_configs(profile, seeds, ["psgld", "ksgld"], "eq. 2", precondition="noise")
+    )
+    return configs
+
+
+def cold_temperatures(profile: str) -> dict[str, float]:
+    """Per langevin method, the temperature its sweep selected, else the default cold one."""
+    prof = get_profile(profile)
+    return {
+        method: (tuned_overrides(prof.hparams, method, "langevin", prof.train_size) or {}).get(
+            "temperature", DEFAULT_COLD_TEMPERATURE
         )
-    )
-    return list(configs.values())
+        for method in LANGEVIN_METHODS
+    }
 
 
-def _noise_convention_runs(profile: Profile) -> list[RunConfig]:
-    """Notebook 07: langevin at T = 1 and at the selected cold temperature, beside the paper
-    convention as described."""
+def noise_convention_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Langevin chains at T = 1 and at :func:`cold_temperatures`, beside the paper convention
+    as described."""
+    seeds = tuple(seeds)
     configs = tables.langevin_configs(
-        profile.name, profile.seeds, LANGEVIN_METHODS, "langevin T=1", temperature=1.0
+        profile, seeds, LANGEVIN_METHODS, "langevin T=1", temperature=1.0
     )
-    for method in LANGEVIN_METHODS:
-        selected = tuned_overrides(profile.hparams, method, "langevin", profile.train_size) or {}
+    for method, temperature in cold_temperatures(profile).items():
         configs.update(
             tables.langevin_configs(
-                profile.name,
-                profile.seeds,
-                [method],
-                "langevin cold",
-                temperature=selected.get("temperature", 0.01),
+                profile, seeds, [method], "langevin cold", temperature=temperature
             )
         )
     configs.update(
         tables.reproduction_configs(
-            profile.name, profile.seeds, methods=LANGEVIN_METHODS, configurations=["as described"]
+            profile, seeds, methods=LANGEVIN_METHODS, configurations=["as described"]
         )
     )
-    return list(configs.values())
+    return configs
 
 
-NOTEBOOK_RUNS: dict[str, Callable[[Profile], list[RunConfig]]] = {
-    "00_hyperparameters": lambda profile: [],
-    "01_test_accuracy": _main_runs,
-    "02_mixing": _main_runs,
-    "03_small_mnist": _small_runs,
-    "04_adversarial": _main_runs,
-    "05_out_of_distribution": _main_runs,
-    "06_gradient_or_noise": _gradient_or_noise_runs,
-    "07_noise_conventions": _noise_convention_runs,
+def _small(profile: str, seeds: Iterable[int]) -> Configs:
+    seeds = tuple(seeds)
+    configs: Configs = {}
+    for size in get_profile(profile).small_train_sizes:
+        configs.update(
+            {(f"{k[0]} {size}", *k[1:]): c for k, c in small_configs(profile, seeds, size).items()}
+        )
+    return configs
+
+
+NOTEBOOK_RUNS: dict[str, Callable[[str, Iterable[int]], Configs]] = {
+    "00_hyperparameters": lambda profile, seeds: {},
+    "01_test_accuracy": main_configs,
+    "02_mixing": main_configs,
+    "03_small_mnist": _small,
+    "04_adversarial": main_configs,
+    "05_out_of_distribution": main_configs,
+    "06_gradient_or_noise": gradient_or_noise_configs,
+    "07_noise_conventions": noise_convention_configs,
 }
 
 
-def notebook_configs(profile_name: str, notebook: str | None = None) -> list[RunConfig]:
-    """The configs ``notebook`` (a file stem) needs at ``profile_name``; ``None``: those of
-    every notebook, each once, most needed first (Figs. 1, 2, 4, Table 1, then Fig. 3)."""
-    profile = get_profile(profile_name)
+def notebook_configs(profile: str, notebook: str | None = None) -> list[RunConfig]:
+    """The configs ``notebook`` (a file stem) needs at ``profile`` with its seeds; ``None``:
+    those of every notebook, each once, most needed first (Figs. 1, 2, 4, Table 1, then Fig. 3)."""
     if notebook is not None and notebook not in NOTEBOOK_RUNS:
         raise KeyError(f"no run plan for notebook {notebook!r}; known: {sorted(NOTEBOOK_RUNS)}")
+    seeds = get_profile(profile).seeds
     names = [notebook] if notebook is not None else list(NOTEBOOK_RUNS)
-    unique = {c.key(): c for name in names for c in NOTEBOOK_RUNS[name](profile)}
+    unique = {c.key(): c for name in names for c in NOTEBOOK_RUNS[name](profile, seeds).values()}
     return list(unique.values())
 
 
-def missing_runs(profile_name: str, notebook: str | None = None) -> list[RunConfig]:
+def missing_runs(profile: str, notebook: str | None = None) -> list[RunConfig]:
     """The configs of :func:`notebook_configs` that the store does not hold yet."""
-    return [c for c in notebook_configs(profile_name, notebook) if find_result(c) is None]
+    return [c for c in notebook_configs(profile, notebook) if find_result(c) is None]
