@@ -115,6 +115,28 @@ class WindowEvaluator:
                 self.last[f"fgsm/{threat}/{eps:g}"] = probs
             self.snapshots.append([p.detach().clone() for p in model.parameters()])
 
+    def state_dict(self) -> dict:
+        """Everything added so far (to resume an interrupted run): tensors, lists and numbers."""
+        return {
+            "clean": {name: average.state_dict() for name, average in self.clean.items()},
+            "attacked": [
+                [threat, eps, average.state_dict()]
+                for (threat, eps), average in self.attacked.items()
+            ],
+            "last": dict(self.last),
+            "snapshots": [list(params) for params in self.snapshots],
+            "steps": list(self.steps),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, average in state["clean"].items():
+            self.clean[name].load_state_dict(average)
+        for threat, eps, average in state["attacked"]:
+            self.attacked[(threat, eps)].load_state_dict(average)
+        self.last = dict(state["last"])
+        self.snapshots = [list(params) for params in state["snapshots"]]
+        self.steps = [int(step) for step in state["steps"]]
+
     def finish(self, model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
         """Scalar metrics (for ``run.json``) and per-example arrays (for ``predictions.npz``).
 

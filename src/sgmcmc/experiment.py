@@ -19,6 +19,11 @@ from the config's seed alone (initialisation and batch order on the CPU, so they
 on every device; sampler and K-FAC noise on the device); the caller's global RNG state is left
 untouched. Training data and evaluation sets live on the device; on a CPU the model is kept in
 ``channels_last`` layout (oneDNN's faster convolutions; same results up to rounding).
+
+With ``checkpoint`` (a file path), the run saves its whole state there at the end of an epoch
+once ``checkpoint_every`` seconds have passed since the last save (:mod:`sgmcmc.checkpoint`),
+and a run started with a checkpoint present continues from it: the result is the one an
+uninterrupted run gives, bit for bit, with ``provenance.timing.resumed`` counting the restarts.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgmcmc.checkpoint import load_checkpoint, save_checkpoint
 from sgmcmc.config import RunConfig, Window
 from sgmcmc.errors import UserError
 from sgmcmc.monitor import Progress, Timer
@@ -39,6 +45,9 @@ from sgmcmc.provenance import device_name, provenance
 __all__ = ["RunResult", "device_name", "resolve_device", "run"]
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Seconds of a run between two checkpoints (a 20-epoch CPU run of the paper takes ~70 min; on
+#: a GPU a whole run is shorter than this, so it never writes one).
+CHECKPOINT_EVERY_S = 300.0
 #: On accelerators, losses are checked for divergence every this many steps (and at every
 #: evaluation), not at every step, to avoid a host synchronisation per step.
 CHECK_EVERY = 10
@@ -133,18 +142,33 @@ def resolve_device(device: str | torch.device) -> torch.device:
     raise UserError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
 
 
-def run(config: RunConfig, device: str | torch.device = "auto", progress: bool = True) -> RunResult:
-    """Train and evaluate ``config`` on ``device``; see the module docstring for the result."""
+def run(
+    config: RunConfig,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    checkpoint: Path | None = None,
+    checkpoint_every: float | None = None,
+) -> RunResult:
+    """Train and evaluate ``config`` on ``device``; see the module docstring for the result
+    and for ``checkpoint`` (``checkpoint_every=None``: :data:`CHECKPOINT_EVERY_S`)."""
     dev = resolve_device(device)
     devices = [dev.index or 0] if dev.type == "cuda" else []
+    every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
     with torch.random.fork_rng(devices=devices):
-        return _Run(config, dev, progress).execute()
+        return _Run(config, dev, progress, checkpoint, every).execute()
 
 
 class _Run:
     """One execution of a config: set-up, the step loop with online evaluation, the result."""
 
-    def __init__(self, config: RunConfig, device: torch.device, progress: bool) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        device: torch.device,
+        progress: bool,
+        checkpoint: Path | None = None,
+        checkpoint_every: float = CHECKPOINT_EVERY_S,
+    ) -> None:
         from sgmcmc.evaluation import WindowEvaluator
         from sgmcmc.models import PaperCNN
         from sgmcmc.rundata import load_run_data
@@ -189,9 +213,16 @@ class _Run:
         for name, ood in self.data.ood.items():
             self.predictions[f"{name}/index"] = _compact_index(ood.index)
         self.bar = Progress(c, progress)
+        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+        self.resumed = 0
 
     def execute(self) -> RunResult:
         epochs: list[dict] = []
+        if self.checkpoint is not None:
+            state = load_checkpoint(self.checkpoint, self.config.key(), self.device)
+            if state is not None:
+                epochs = self._restore(state)
+        self.loop_started = self.saved = time.perf_counter()
         with self.timer("loop"):
             divergence = self._loop(epochs)
         self.bar.close()
@@ -201,7 +232,7 @@ class _Run:
         from sgmcmc.evaluation import EpochAverage
 
         c, divergence = self.config, None
-        for epoch in range(1, c.epochs + 1):
+        for epoch in range(len(epochs) + 1, c.epochs + 1):
             average = EpochAverage()
             single, divergence = self._epoch(epoch, average)
             if divergence is not None:
@@ -220,7 +251,76 @@ class _Run:
             }
             epochs.append(record)
             self.bar.epoch(record)
+            due = time.perf_counter() - self.saved >= self.checkpoint_every
+            if self.checkpoint is not None and epoch < c.epochs and due:
+                save_checkpoint(self.checkpoint, self._state(epochs))
+                self.saved = time.perf_counter()
         return divergence
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epochs: list[dict]) -> dict[str, Any]:
+        """Everything the rest of the run depends on, after the last of ``epochs``."""
+        totals = dict(self.timer.totals)
+        totals["loop"] = totals.get("loop", 0.0) + time.perf_counter() - self.loop_started
+        cuda = self.device.type == "cuda"
+        return {
+            "key": self.config.key(),
+            "epochs": epochs,
+            "model": self.model.state_dict(),
+            "optimizer": self.trainer.optimizer.state_dict(),
+            "scheduler": self.trainer.scheduler.state_dict(),
+            "last_lr": self.trainer.last_lr,
+            "batches": self.batches.get_state(),
+            "global_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+            "losses": self.losses,
+            "checked": self.checked,
+            "windows": {name: w.state_dict() for name, w in self.windows.items()},
+            "window_metrics": self.window_metrics,
+            "predictions": {
+                name: [
+                    str(array.dtype),
+                    torch.from_numpy(array.astype(_checkpointed_dtype(array.dtype))),
+                ]
+                for name, array in self.predictions.items()
+            },
+            "recorder": self.recorder.state_dict() if self.recorder is not None else None,
+            "timer": totals,
+            "elapsed": time.perf_counter() - self.wall,
+            "started": self.started,
+            "resumed": self.resumed,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> list[dict]:
+        """Load a :meth:`_state`; returns the epochs already done."""
+        self.model.load_state_dict(state["model"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.trainer.scheduler.load_state_dict(state["scheduler"])
+        self.trainer.last_lr = float(state["last_lr"])
+        self.batches.set_state(state["batches"].cpu())
+        torch.set_rng_state(state["global_rng"].cpu())
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        self.losses.copy_(state["losses"])
+        self.checked = int(state["checked"])
+        for name, window in self.windows.items():
+            window.load_state_dict(state["windows"][name])
+        self.window_metrics = dict(state["window_metrics"])
+        self.predictions = {
+            name: tensor.cpu().numpy().astype(dtype)
+            for name, (dtype, tensor) in state["predictions"].items()
+        }
+        if self.recorder is not None:
+            self.recorder.load_state_dict(state["recorder"])
+        totals = dict(state["timer"])
+        for phase, seconds in self.timer.totals.items():  # this start's loading
+            totals[phase] = totals.get(phase, 0.0) + seconds
+        self.timer.totals = totals
+        self.wall = time.perf_counter() - float(state["elapsed"])
+        self.started, self.resumed = float(state["started"]), int(state["resumed"]) + 1
+        epochs = list(state["epochs"])
+        self.bar.resume(epochs[-1]["step"] if epochs else 0)
+        return epochs
 
     def _epoch(self, epoch: int, average) -> tuple[dict[str, float], dict | None]:
         """Train one epoch, evaluating on schedule; returns the final model's test metrics
@@ -290,6 +390,7 @@ class _Run:
         timing["epoch_samples"] = sum(r["averaged"]["samples"] for r in epochs)
         timing["window_samples"] = sum(w["samples"] for w in self.window_metrics.values())
         timing["traced_draws"] = self.recorder.count if self.recorder is not None else 0
+        timing["resumed"] = self.resumed
         before = divergence["step"] if divergence else None
         traces = None if self.recorder is None else self.recorder.arrays(before)
         return RunResult(
@@ -303,6 +404,11 @@ class _Run:
             skipped=list(self.data.skipped),
             notes=notes,
         )
+
+
+def _checkpointed_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype a prediction array is checkpointed in (torch has no general uint16)."""
+    return np.dtype(np.int32) if dtype == np.uint16 else dtype
 
 
 def _compact_index(index: np.ndarray) -> np.ndarray:

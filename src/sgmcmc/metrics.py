@@ -168,6 +168,14 @@ class PredictiveAverage:
         self._sum_entropy -= torch.special.xlogy(p, p).sum(dim=1)
         self.count += 1
 
+    def state_dict(self) -> dict:
+        """The running sums and count (to resume an interrupted run)."""
+        return {"count": self.count, "sum_probs": self._sum_probs, "sum_entropy": self._sum_entropy}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = int(state["count"])
+        self._sum_probs, self._sum_entropy = state["sum_probs"], state["sum_entropy"]
+
     def _check(self) -> None:
         if self.count == 0:
             raise ValueError("PredictiveAverage is empty: call update() with a sample first")

@@ -75,6 +75,14 @@ class Progress:
             flush=True,
         )
 
+    def resume(self, step: int) -> None:
+        """Start from ``step`` (a run resumed from a checkpoint)."""
+        if self.bar is not None:
+            self.bar.update(step - self.last_step)
+        self.last_step = step
+        if self.enabled and self.bar is None:
+            print(f"{self.config.method}: resumed after step {step}", flush=True)
+
     def diverged(self, divergence: dict) -> None:
         if self.enabled:
             print(f"{self.config.method} diverged: {divergence['reason']}", file=sys.stderr)

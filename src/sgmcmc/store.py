@@ -10,7 +10,9 @@ result made on a GPU is found from a CPU. Writes are atomic: a run is written in
 ``.tmp-<key>-<pid>`` folder and renamed into place only when complete, so a killed run leaves
 nothing that looks finished, and rerunning simply runs again. When two processes finish the
 same key, the first rename wins and the other's copy is discarded. Diverged runs are stored
-too (``status: "diverged"``), so a sweep does not retry them.
+too (``status: "diverged"``), so a sweep does not retry them. A run in progress keeps a
+checkpoint in ``<profile>/.checkpoints/<key>.pt`` (:mod:`sgmcmc.checkpoint`): a killed run
+resumes from it when asked for again, and it is deleted once the result is stored.
 """
 
 from __future__ import annotations
@@ -188,8 +190,16 @@ def run_or_load(
         again = find_result(config, root)
         if again is not None and (found is None or again.path != found.path):
             return again
-        result = run(config, device=device, progress=progress)
-        return load_result(save_result(result, root, replace=found is not None), config)
+        checkpoint = checkpoint_path(config, root)
+        result = run(config, device=device, progress=progress, checkpoint=checkpoint)
+        stored = save_result(result, root, replace=found is not None)
+        checkpoint.unlink(missing_ok=True)
+        return load_result(stored, config)
+
+
+def checkpoint_path(config: RunConfig, root: Path | None = None) -> Path:
+    """``<store>/<profile>/.checkpoints/<key>.pt``: where a run in progress saves its state."""
+    return result_dir(config, root).parent / ".checkpoints" / f"{config.key()}.pt"
 
 
 def _key_lock(config: RunConfig, root: Path | None):

@@ -82,6 +82,27 @@ class TraceRecorder:
         self.lr[i], self.steps[i] = lr, step
         self.count += 1
 
+    def state_dict(self) -> dict:
+        """The draws recorded so far (to resume an interrupted run)."""
+        n = self.count
+        return {
+            "count": n,
+            "weights": self.weights[:n].clone(),
+            "log_lik": self.log_lik[:n].clone(),
+            "loss": self.loss[:n].clone(),
+            "lr": torch.from_numpy(self.lr[:n].copy()),
+            "steps": torch.from_numpy(self.steps[:n].copy()),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        n = self.count = int(state["count"])
+        self.weights[:n], self.log_lik[:n], self.loss[:n] = (
+            state["weights"],
+            state["log_lik"],
+            state["loss"],
+        )
+        self.lr[:n], self.steps[:n] = state["lr"].numpy(), state["steps"].numpy()
+
     def arrays(self, before: int | None = None) -> dict[str, np.ndarray]:
         """Flat arrays, names ``posterior/<var>``, ``sample_stats/<var>``, ``index/<var>``,
         ``draw``; each trace ``(draw, ...)`` (the single chain is added on writing). With
