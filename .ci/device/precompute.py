@@ -20,10 +20,18 @@ from sgmcmc.plan import notebook_configs
 from sgmcmc.store import run_or_load
 
 
-def _configs(profile: str, released_only: bool, train_sizes: tuple[int, ...] | None) -> list:
+def _configs(
+    profile: str,
+    released_only: bool,
+    train_sizes: tuple[int, ...] | None,
+    notebooks: tuple[str, ...] | None = None,
+) -> list:
     configs = _all_configs(profile, released_only)
     if train_sizes is not None:
         configs = [c for c in configs if c.train_size in train_sizes]
+    if notebooks is not None:
+        wanted = {c.key() for stem in notebooks for c in notebook_configs(profile, stem)}
+        configs = [c for c in configs if c.key() in wanted]
     return configs
 
 
@@ -54,8 +62,9 @@ def _worker(
     deadline: float,
     released_only: bool,
     train_sizes: tuple[int, ...] | None,
+    notebooks: tuple[str, ...] | None,
 ) -> None:
-    configs = _configs(profile, released_only, train_sizes)
+    configs = _configs(profile, released_only, train_sizes, notebooks)
     # Rotate the order so that workers start on different runs; the store's lock does the rest.
     order = configs[rank::workers] + [c for i, c in enumerate(configs) if i % workers != rank]
     for config in order:
@@ -92,9 +101,16 @@ def main() -> None:
         metavar="N",
         help="only the runs on these training-set sizes (e.g. smallMNIST's 5000 3000)",
     )
+    parser.add_argument(
+        "--notebook",
+        nargs="+",
+        metavar="STEM",
+        help="only the runs of these notebooks (file stems, e.g. 01_test_accuracy)",
+    )
     args = parser.parse_args()
     train_sizes = tuple(args.train_size) if args.train_size else None
-    configs = _configs(args.profile, args.released_only, train_sizes)
+    notebooks = tuple(args.notebook) if args.notebook else None
+    configs = _configs(args.profile, args.released_only, train_sizes, notebooks)
     print(f"{len(configs)} configs for profile {args.profile}", flush=True)
     if args.list:
         for c in configs:
@@ -113,6 +129,7 @@ def main() -> None:
                 deadline,
                 args.released_only,
                 train_sizes,
+                notebooks,
             ),
         )
         for r in range(args.workers)
