@@ -29,6 +29,10 @@ filled by parallel streams seeded once from the generator (:mod:`sgmcmc.noise`).
 (``"noise_streams"``), and ``load_state_dict()`` restores them, so a restored sampler
 continues a chain bit-identically; the global generator is the user's to seed and restore,
 as with any torch code.
+
+``fused=True`` (SGLD and pSGLD) runs the elementwise part of a step as one compiled function
+(:mod:`sgmcmc.fused`): the same update with other rounding, fewer passes over memory and, on a
+GPU, fewer kernel launches; the first step compiles.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class LangevinSampler(torch.optim.Optimizer):
         temperature: ``T ≥ 0`` scaling the noise variance.
         weight_decay: ``λ ≥ 0``, a Gaussian prior's precision added to the gradient as ``λ·θ``.
         generator: ``torch.Generator`` for the noise, on the parameters' device.
+        fused: compile the step's elementwise update into one function (module docstring);
+            only for subclasses that implement :meth:`_prepare_fused`.
         **extra_defaults: further per-group hyper-parameters of a subclass.
 
     Subclasses override :meth:`_update_preconditioner` and :meth:`_precondition`; a diagonal
@@ -76,6 +82,7 @@ class LangevinSampler(torch.optim.Optimizer):
         temperature: float = 1.0,
         weight_decay: float = 0.0,
         generator: torch.Generator | None = None,
+        fused: bool = False,
         **extra_defaults: Any,
     ) -> None:
         self.noise_source = NoiseSource(generator)
@@ -85,15 +92,21 @@ class LangevinSampler(torch.optim.Optimizer):
             precondition=precondition,
             temperature=temperature,
             weight_decay=weight_decay,
+            fused=fused,
             **extra_defaults,
         )
         super().__init__(params, defaults)
+
+    #: Whether :meth:`_prepare_fused` is implemented (``fused=True`` is accepted).
+    fusable = False
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (as torch does) and validate its Langevin hyper-parameters."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         _validate_group(group)
+        if group["fused"] and not self.fusable:
+            raise ValueError(f"fused=True is not available for {type(self).__name__}; use False")
         if group["precondition"] is None:
             group["precondition"] = _DEFAULT_PRECONDITION[group["convention"]]
 
@@ -136,6 +149,53 @@ class LangevinSampler(torch.optim.Optimizer):
         ``prepared`` is this step's :meth:`_update_preconditioner` result."""
         torch._foreach_add_(params, self._precondition(group, params, tensors, power), alpha=alpha)
 
+    def _prepare_fused(
+        self, group: dict[str, Any], params: list[Tensor]
+    ) -> tuple[list[Tensor], str | None, bool] | None:
+        """For a fused step: ``(averages, kind, adapt)`` as :func:`sgmcmc.fused.langevin_update`
+        takes them, with the state's step counters advanced; ``None`` takes the foreach path
+        this step. Subclasses that set :attr:`fusable` implement it."""
+        return None
+
+    def _fused_step(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        temperature: float,
+        scales: tuple[float, float, bool],
+    ) -> bool:
+        """The step through :mod:`sgmcmc.fused`; ``False`` when this step cannot be fused."""
+        from sgmcmc import fused
+
+        prepared = self._prepare_fused(group, params)
+        if prepared is None:
+            return False
+        averages, kind, adapt = prepared
+        drift_scale, noise_scale, preconditioned_drift = scales
+        noise = self.noise_source.like(params) if temperature > 0.0 else None
+        values = {
+            "alpha": group.get("alpha") or 0.0,
+            "eps": group.get("eps") or 0.0,
+            "drift": drift_scale,
+            "noise": noise_scale,
+            "weight_decay": group["weight_decay"],
+        }
+        scalars = torch.tensor([values[name] for name in fused.SCALARS], device=params[0].device)
+        fused.langevin_update(
+            params,
+            grads,
+            averages,
+            noise,
+            scalars.to(params[0].dtype),
+            average=kind,
+            adapt=adapt,
+            drift_preconditioned=preconditioned_drift,
+            noise_power=0.5 if group["convention"] == "langevin" else 1.0,
+            weight_decay=group["weight_decay"] != 0,
+        )
+        return True
+
     # ------------------------------------------------------------------------------ step
     @torch.no_grad()
     def step(self, closure=None):
@@ -151,9 +211,6 @@ class LangevinSampler(torch.optim.Optimizer):
             grads = [p.grad for p in params]
             if any(g.is_sparse for g in grads):
                 raise ValueError("sparse gradients are not supported; use dense parameters")
-            if group["weight_decay"] != 0:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-            prepared = self._update_preconditioner(group, params, grads)
             lr = float(group["lr"])
             temperature = float(group["temperature"])
             if group["convention"] == "langevin":
@@ -164,6 +221,12 @@ class LangevinSampler(torch.optim.Optimizer):
                 drift_scale, noise_power = -lr / 2.0, 1.0
                 noise_scale = lr * lr * math.sqrt(temperature)
                 preconditioned_drift = False
+            scales = (drift_scale, noise_scale, preconditioned_drift)
+            if group["fused"] and self._fused_step(group, params, grads, temperature, scales):
+                continue
+            if group["weight_decay"] != 0:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            prepared = self._update_preconditioner(group, params, grads)
             # P depends on the state, not on θ: the drift may move θ before the noise is added.
             if preconditioned_drift:
                 self._add_preconditioned_(group, params, grads, 1.0, drift_scale, prepared)
@@ -207,6 +270,8 @@ def _validate_group(group: dict[str, Any]) -> None:
         or not 0 <= weight_decay < math.inf
     ):
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    if not isinstance(group["fused"], bool):
+        raise ValueError(f"fused must be True or False, got {group['fused']!r}")
     convention, precondition = group["convention"], group["precondition"]
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")

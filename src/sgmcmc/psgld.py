@@ -44,10 +44,13 @@ class PSGLD(LangevinSampler):
         eps: ``ε > 0``; ``None``: 1e-5 (langevin, added to ``sqrt(V)``), 1e-10 (paper, inside
             the square root of the ``m`` recursion).
         burn_in: number of preconditioner updates after which it freezes (``None``: never).
+        fused: compile the update into one function (:mod:`sgmcmc.fused`).
 
     State per parameter: ``square_avg`` (``V``, langevin) or ``m`` (paper), and ``step``, the
     number of preconditioner updates so far.
     """
+
+    fusable = True
 
     def __init__(
         self,
@@ -62,6 +65,7 @@ class PSGLD(LangevinSampler):
         alpha: float | None = None,
         eps: float | None = None,
         burn_in: int | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -75,6 +79,7 @@ class PSGLD(LangevinSampler):
             eps=eps,
             burn_in=burn_in,
             preconditioner_frozen=False,
+            fused=fused,
         )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -101,9 +106,8 @@ class PSGLD(LangevinSampler):
         for group in self.param_groups:
             group["preconditioner_frozen"] = frozen
 
-    def _update_preconditioner(
-        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
-    ) -> _Denominators:
+    def _averages(self, group: dict[str, Any], params: list[Tensor]) -> list[Tensor]:
+        """``V`` (langevin, from 0) or ``m`` (paper, from 1) per parameter, made on first use."""
         key = _state_key(group)
         for p in params:
             state = self.state[p]
@@ -111,14 +115,33 @@ class PSGLD(LangevinSampler):
                 state["step"] = 0
                 init = torch.zeros_like if key == "square_avg" else torch.ones_like
                 state[key] = init(p, memory_format=torch.preserve_format)
-        averages = [self.state[p][key] for p in params]
-        denominators = _Denominators(averages, group["eps"] if key == "square_avg" else None)
+        return [self.state[p][key] for p in params]
+
+    def _adapting(self, group: dict[str, Any], params: list[Tensor]) -> list[int]:
+        """Indices of the parameters whose average this step updates."""
         if group["preconditioner_frozen"]:
-            return denominators
+            return []
         burn_in = group["burn_in"]
-        adapting = [
+        return [
             i for i, p in enumerate(params) if burn_in is None or self.state[p]["step"] < burn_in
         ]
+
+    def _prepare_fused(self, group: dict[str, Any], params: list[Tensor]):
+        averages = self._averages(group, params)
+        adapting = self._adapting(group, params)
+        if 0 < len(adapting) < len(params):
+            return None  # some parameters have finished their burn-in: the foreach path
+        for i in adapting:
+            self.state[params[i]]["step"] += 1
+        return averages, _state_key(group), bool(adapting)
+
+    def _update_preconditioner(
+        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+    ) -> _Denominators:
+        key = _state_key(group)
+        averages = self._averages(group, params)
+        denominators = _Denominators(averages, group["eps"] if key == "square_avg" else None)
+        adapting = self._adapting(group, params)
         if not adapting:
             return denominators
         if len(adapting) < len(params):

@@ -20,7 +20,8 @@ class SGLD(LangevinSampler):
     ``θ ← θ − (lr/2)·g + lr²·sqrt(T)·ξ`` (the released code of Palacci & Hess 2018).
     ``precondition`` is accepted for uniformity with the other samplers; with ``P = I`` both
     choices give the same step. ``weight_decay=1/σ²`` with ``potential(..., prior_std=None)``
-    is the cheaper equivalent of ``potential(..., prior_std=σ)`` on a GPU. See
+    is the cheaper equivalent of ``potential(..., prior_std=σ)`` on a GPU. ``fused=True``
+    compiles the update into one function (:mod:`sgmcmc.fused`). See
     :class:`sgmcmc.langevin.LangevinSampler` for the rest.
 
     Example::
@@ -32,6 +33,8 @@ class SGLD(LangevinSampler):
             opt.step()
     """
 
+    fusable = True
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
@@ -42,6 +45,7 @@ class SGLD(LangevinSampler):
         temperature: float = 1.0,
         weight_decay: float = 0.0,
         generator: torch.Generator | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -51,4 +55,8 @@ class SGLD(LangevinSampler):
             temperature=temperature,
             weight_decay=weight_decay,
             generator=generator,
+            fused=fused,
         )
+
+    def _prepare_fused(self, group: dict[str, Any], params: list[Tensor]):
+        return [], None, False  # P = I: no state
