@@ -22,7 +22,7 @@ from torch import Tensor
 SCALARS = ("alpha", "eps", "drift", "noise", "weight_decay")
 
 
-def langevin_update(
+def _langevin_update(
     params: list[Tensor],
     grads: list[Tensor],
     averages: list[Tensor],
@@ -35,39 +35,7 @@ def langevin_update(
     noise_power: float,
     weight_decay: bool,
 ) -> None:
-    """One step in place, compiled on first use.
-
-    ``average``: ``None`` (``P = I``), ``"square_avg"`` (``V``, ``P = 1/(ε + sqrt(V))``) or
-    ``"m"`` (the paper's recursion, ``P = 1/m``); ``adapt``: update ``averages`` first;
-    ``noise_power``: ``P``'s power on the noise (0.5 langevin, 1 paper).
-    """
-    _compiled()(
-        params,
-        grads,
-        averages,
-        noise,
-        scalars,
-        average=average,
-        adapt=adapt,
-        drift_preconditioned=drift_preconditioned,
-        noise_power=noise_power,
-        weight_decay=weight_decay,
-    )
-
-
-def _update(
-    params: list[Tensor],
-    grads: list[Tensor],
-    averages: list[Tensor],
-    noise: list[Tensor] | None,
-    scalars: Tensor,
-    *,
-    average: str | None,
-    adapt: bool,
-    drift_preconditioned: bool,
-    noise_power: float,
-    weight_decay: bool,
-) -> None:
+    """One step in place: see :func:`langevin_update`."""
     alpha, eps, drift, noise_scale, decay = (scalars[i] for i in range(len(SCALARS)))
     for i, p in enumerate(params):
         g = grads[i] + decay * p if weight_decay else grads[i]
@@ -89,6 +57,16 @@ def _update(
         p.add_(step)
 
 
+def langevin_update(*args, **kwargs) -> None:
+    """One step in place: ``(params, grads, averages, noise, scalars)`` (``noise=None`` at
+    T = 0; ``scalars`` as :data:`SCALARS`), keywords ``average``: ``None`` (``P = I``),
+    ``"square_avg"`` (``V``, ``P = 1/(ε + sqrt(V))``) or ``"m"`` (the paper's recursion,
+    ``P = 1/m``); ``adapt``: update ``averages`` first; ``drift_preconditioned``;
+    ``noise_power``: ``P``'s power on the noise (0.5 langevin, 1 paper); ``weight_decay``.
+    Compiled on first use."""
+    _compiled()(*args, **kwargs)
+
+
 @functools.cache
 def _compiled():
-    return torch.compile(_update, fullgraph=True)
+    return torch.compile(_langevin_update, fullgraph=True)
