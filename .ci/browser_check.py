@@ -202,7 +202,14 @@ class Browser:
             self.process.kill()
             self.process.wait()
         self.log.close()
-        self.profile.cleanup()
+        # Chromium's helper processes can outlive it by a moment and still write the profile.
+        for _ in range(50):
+            try:
+                self.profile.cleanup()
+                return
+            except OSError:
+                time.sleep(0.1)
+        shutil.rmtree(self.profile.name, ignore_errors=True)
 
 
 @dataclass
