@@ -163,7 +163,7 @@ class LangevinSampler(torch.optim.Optimizer):
         params: list[Tensor],
         grads: list[Tensor],
         temperature: float,
-        scales: tuple[float, float, bool],
+        scales: tuple[float, float, float, bool],
     ) -> bool:
         """The step through :mod:`sgmcmc.fused`; ``False`` when this step cannot be fused."""
         from sgmcmc import fused
@@ -172,7 +172,7 @@ class LangevinSampler(torch.optim.Optimizer):
         if prepared is None:
             return False
         averages, kind, adapt = prepared
-        drift_scale, noise_scale, preconditioned_drift = scales
+        drift_scale, noise_scale, noise_power, preconditioned_drift = scales
         noise = self.noise_source.like(params) if temperature > 0.0 else None
         values = {
             "alpha": group.get("alpha") or 0.0,
@@ -181,17 +181,19 @@ class LangevinSampler(torch.optim.Optimizer):
             "noise": noise_scale,
             "weight_decay": group["weight_decay"],
         }
-        scalars = torch.tensor([values[name] for name in fused.SCALARS], device=params[0].device)
+        scalars = torch.tensor(
+            [values[name] for name in fused.SCALARS], dtype=params[0].dtype, device=params[0].device
+        )
         fused.langevin_update(
             params,
             grads,
             averages,
             noise,
-            scalars.to(params[0].dtype),
+            scalars,
             average=kind,
             adapt=adapt,
             drift_preconditioned=preconditioned_drift,
-            noise_power=0.5 if group["convention"] == "langevin" else 1.0,
+            noise_power=noise_power,
             weight_decay=group["weight_decay"] != 0,
         )
         return True
@@ -221,7 +223,7 @@ class LangevinSampler(torch.optim.Optimizer):
                 drift_scale, noise_power = -lr / 2.0, 1.0
                 noise_scale = lr * lr * math.sqrt(temperature)
                 preconditioned_drift = False
-            scales = (drift_scale, noise_scale, preconditioned_drift)
+            scales = (drift_scale, noise_scale, noise_power, preconditioned_drift)
             if group["fused"] and self._fused_step(group, params, grads, temperature, scales):
                 continue
             if group["weight_decay"] != 0:
