@@ -4,11 +4,15 @@ compiled by ``torch.compile``, so a step reads and writes each parameter once in
 per foreach operation (pSGLD's foreach path makes 7 passes over the parameters, or 7+ kernel
 launches on a GPU).
 
-Same mathematics as the foreach path, with different rounding (fused multiply-adds, drift and
-noise added in one sum), so a fused chain is not bit-identical to an unfused one. The noise is
-drawn outside the compiled function, from the sampler's generator, so both paths use the same
-draws. The first step compiles (tens of seconds on a CPU; Inductor caches it on disk for later
-processes); hyper-parameters enter as one tensor, so a learning-rate schedule never recompiles.
+The noise is generated inside the compiled function by Philox (:mod:`sgmcmc.philox`), keyed
+once from the sampler's generator and counted per step: no noise buffer is written and read
+back, and on a CPU the draw runs on torch's own thread pool (a CPU generator is sequential, and
+helper threads would compete with that pool's spinning workers). So a fused chain uses other
+draws than the foreach path, the same on a CPU and a GPU; given the same draws it computes the
+same update, up to rounding (fused multiply-adds, drift and noise added in one sum). The first
+step compiles (tens of seconds on a CPU; Inductor caches it on disk for later processes);
+hyper-parameters and the draw's seed enter as tensors, so neither a learning-rate schedule nor
+the step counter recompiles.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import functools
 import torch
 from torch import Tensor
 
+from sgmcmc import philox
+
 #: ``scalars`` holds, in this order: alpha, eps, drift scale, noise scale, weight decay.
 SCALARS = ("alpha", "eps", "drift", "noise", "weight_decay")
 
@@ -26,7 +32,7 @@ def _langevin_update(
     params: list[Tensor],
     grads: list[Tensor],
     averages: list[Tensor],
-    noise: list[Tensor] | None,
+    seed: Tensor | None,
     scalars: Tensor,
     *,
     average: str | None,
@@ -37,6 +43,10 @@ def _langevin_update(
 ) -> None:
     """One step in place: see :func:`langevin_update`."""
     alpha, eps, drift, noise_scale, decay = (scalars[i] for i in range(len(SCALARS)))
+    noise = None
+    if seed is not None:
+        sizes = [p.numel() for p in params]
+        noise = philox.standard_normal(sum(sizes), seed).split(sizes)
     for i, p in enumerate(params):
         g = grads[i] + decay * p if weight_decay else grads[i]
         step = drift * g
@@ -50,7 +60,7 @@ def _langevin_update(
             if drift_preconditioned:
                 step = step / denominator
         if noise is not None:
-            xi = noise_scale * noise[i]
+            xi = noise_scale * noise[i].view_as(p).to(p.dtype)
             if denominator is not None:
                 xi = xi / (torch.sqrt(denominator) if noise_power == 0.5 else denominator)
             step = step + xi
@@ -58,8 +68,9 @@ def _langevin_update(
 
 
 def langevin_update(*args, **kwargs) -> None:
-    """One step in place: ``(params, grads, averages, noise, scalars)`` (``noise=None`` at
-    T = 0; ``scalars`` as :data:`SCALARS`), keywords ``average``: ``None`` (``P = I``),
+    """One step in place: ``(params, grads, averages, seed, scalars)`` (``seed``: the noise's
+    :func:`sgmcmc.philox.standard_normal` seed, ``None`` at T = 0; ``scalars`` as
+    :data:`SCALARS`), keywords ``average``: ``None`` (``P = I``),
     ``"square_avg"`` (``V``, ``P = 1/(ε + sqrt(V))``) or ``"m"`` (the paper's recursion,
     ``P = 1/m``); ``adapt``: update ``averages`` first; ``drift_preconditioned``;
     ``noise_power``: ``P``'s power on the noise (0.5 langevin, 1 paper); ``weight_decay``.

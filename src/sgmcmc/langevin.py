@@ -31,8 +31,9 @@ continues a chain bit-identically; the global generator is the user's to seed an
 as with any torch code.
 
 ``fused=True`` (SGLD and pSGLD) runs the elementwise part of a step as one compiled function
-(:mod:`sgmcmc.fused`): the same update with other rounding, fewer passes over memory and, on a
-GPU, fewer kernel launches; the first step compiles.
+(:mod:`sgmcmc.fused`): the same update with other rounding and noise generated in the kernel by
+Philox, keyed from the generator (saved as ``"counter_noise"``), in fewer passes over memory
+and, on a GPU, fewer kernel launches; the first step compiles.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class LangevinSampler(torch.optim.Optimizer):
             return False
         averages, kind, adapt = prepared
         drift_scale, noise_scale, noise_power, preconditioned_drift = scales
-        noise = self.noise_source.like(params) if temperature > 0.0 else None
+        seed = self.noise_source.counter_seed(params[0].device) if temperature > 0.0 else None
         values = {
             "alpha": group.get("alpha") or 0.0,
             "eps": group.get("eps") or 0.0,
@@ -188,7 +189,7 @@ class LangevinSampler(torch.optim.Optimizer):
             params,
             grads,
             averages,
-            noise,
+            seed,
             scalars,
             average=kind,
             adapt=adapt,
@@ -242,7 +243,7 @@ class LangevinSampler(torch.optim.Optimizer):
     # ------------------------------------------------------------------------ state dict
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict plus the noise's: ``"generator_state"`` when a generator was
-        given, ``"noise_streams"`` once CPU streams are seeded."""
+        given, ``"noise_streams"`` once CPU streams are seeded, ``"counter_noise"`` once fused."""
         return {**super().state_dict(), **self.noise_source.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

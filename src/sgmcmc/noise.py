@@ -9,6 +9,10 @@ first such draw, from the sampler's generator (or torch's global one): seeds ``b
 a 32-bit ``b`` drawn from it, since a CPU generator's seed has 32 bits. A chain is thus a
 function of its seed, whatever the thread count. GPU draws and smaller CPU draws come from
 the generator itself.
+
+Fused steps generate their noise inside a compiled kernel by Philox (:mod:`sgmcmc.philox`):
+:meth:`NoiseSource.counter_seed` gives each draw its seed, a 64-bit key drawn once from the
+generator and a counter of draws.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from sgmcmc import philox
 
 STREAMS = 4
 PARALLEL_MIN = 1 << 18
@@ -33,13 +39,14 @@ class NoiseSource:
     global generator) and, for large CPU draws, from the streams it seeds (module docstring).
     """
 
-    STATE_KEYS = ("generator_state", "noise_streams")  # what :meth:`state_dict` may hold
+    STATE_KEYS = ("generator_state", "noise_streams", "counter_noise")  # :meth:`state_dict`'s
 
     def __init__(self, generator: torch.Generator | None) -> None:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator or None, got {generator!r}")
         self.generator = generator
         self._streams: list[torch.Generator] | None = None
+        self._counter_noise: list[int] | None = None  # Philox key words and draws so far
 
     def like(self, tensors: list[Tensor]) -> list[Tensor]:
         """Standard-normal tensors shaped like ``tensors``: one flat draw per device and dtype,
@@ -80,19 +87,41 @@ class NoiseSource:
             self._streams = [torch.Generator().manual_seed(base + i) for i in range(STREAMS)]
         return self._streams
 
+    def counter_seed(self, device: torch.device | str) -> Tensor:
+        """The seed of the next counter-based draw (:func:`sgmcmc.philox.standard_normal`) on
+        ``device``: the key, drawn from the generator on first use, and the number of draws
+        made before this one."""
+        if self._counter_noise is None:
+            on = self.generator.device if self.generator is not None else "cpu"
+            key = torch.randint(0, 2**32, (2,), generator=self.generator, device=on).tolist()
+            self._counter_noise = [*key, 0]
+        k0, k1, draws = self._counter_noise
+        self._counter_noise[2] = draws + 1
+        return philox.seed_words((k0, k1), draws, device)
+
     def state_dict(self) -> dict[str, Any]:
-        """The generator's state (when one was given) and the streams' (once seeded)."""
+        """The generator's state (when one was given), the streams' (once seeded) and the
+        counter-based draws' key and count (once used)."""
         state: dict[str, Any] = {}
         if self.generator is not None:
             state["generator_state"] = self.generator.get_state()
         if self._streams is not None:
             state["noise_streams"] = [stream.get_state() for stream in self._streams]
+        if self._counter_noise is not None:
+            state["counter_noise"] = list(self._counter_noise)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved; streams not saved are seeded anew later."""
+        """Restore what :meth:`state_dict` saved; streams or a key not saved are drawn anew
+        later."""
         if state.get("generator_state") is not None and self.generator is not None:
             self.generator.set_state(state["generator_state"])
+        counter_noise = state.get("counter_noise")
+        if counter_noise is not None and (
+            len(counter_noise) != 3 or not all(isinstance(word, int) for word in counter_noise)
+        ):
+            raise ValueError(f"counter_noise must be [key0, key1, draws], got {counter_noise!r}")
+        self._counter_noise = None if counter_noise is None else list(counter_noise)
         streams = state.get("noise_streams")
         if streams is None:
             self._streams = None
