@@ -42,9 +42,7 @@ class NoiseSource:
     STATE_KEYS = ("generator_state", "noise_streams", "counter_noise")  # :meth:`state_dict`'s
 
     def __init__(self, generator: torch.Generator | None) -> None:
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator or None, got {generator!r}")
-        self.generator = generator
+        self.generator = check_generator(generator)
         self._streams: list[torch.Generator] | None = None
         self._counter_noise: list[int] | None = None  # Philox key words and draws so far
 
@@ -131,6 +129,14 @@ class NoiseSource:
         self._streams = [torch.Generator() for _ in streams]
         for stream, stream_state in zip(self._streams, streams, strict=True):
             stream.set_state(stream_state)
+
+
+def check_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """``generator`` itself, or ``ValueError`` when it is neither a ``torch.Generator`` nor
+    ``None``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {generator!r}")
+    return generator
 
 
 def _fill(parts: list[tuple[Tensor, torch.Generator]]) -> None:

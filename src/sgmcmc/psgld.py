@@ -126,13 +126,17 @@ class PSGLD(LangevinSampler):
             i for i, p in enumerate(params) if burn_in is None or self.state[p]["step"] < burn_in
         ]
 
+    def _count_step(self, params: list[Tensor], adapting: list[int]) -> None:
+        """Advance the burn-in counters of the parameters whose average this step updated."""
+        for i in adapting:
+            self.state[params[i]]["step"] += 1
+
     def _prepare_fused(self, group: dict[str, Any], params: list[Tensor]):
         averages = self._averages(group, params)
         adapting = self._adapting(group, params)
         if 0 < len(adapting) < len(params):
             return None  # some parameters have finished their burn-in: the foreach path
-        for i in adapting:
-            self.state[params[i]]["step"] += 1
+        self._count_step(params, adapting)
         return averages, _state_key(group), bool(adapting)
 
     def _update_preconditioner(
@@ -152,8 +156,7 @@ class PSGLD(LangevinSampler):
         if key == "m":
             torch._foreach_add_(averages, group["eps"])
             torch._foreach_sqrt_(averages)
-        for i in adapting:
-            self.state[params[i]]["step"] += 1
+        self._count_step(params, adapting)
         return denominators
 
     def _add_preconditioned_(

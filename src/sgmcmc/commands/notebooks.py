@@ -66,10 +66,11 @@ def _print_plan(profile: str, fallback: str | None, only: str | None) -> None:
 def handle(args) -> int:
     from sgmcmc.notebooks import run_notebooks
     from sgmcmc.profiles import default_profile_name
+    from sgmcmc.session import PAPER_PROFILE
 
     profile = args.profile or default_profile_name()
     fallback = None
-    if profile == "paper" and not args.train_on_cpu and _no_gpu(args.device):
+    if profile == PAPER_PROFILE and not args.train_on_cpu and _no_gpu(args.device):
         if args.fresh:  # ~60 runs of 20 epochs: minutes on a GPU, days on a CPU
             raise UserError(
                 "retraining the paper profile needs a GPU (about 15 CPU-minutes per 20-epoch "

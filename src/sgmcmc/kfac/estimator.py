@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from sgmcmc.kfac.eigen import DAMPING_MODES, Blocks, Eigenbasis
 from sgmcmc.kfac.factors import LayerFactors, layer_factors
+from sgmcmc.noise import check_generator
 
 FISHERS = ("sampled", "empirical")
 FACTOR_INITS = ("first_batch", "identity")
@@ -135,8 +136,7 @@ class KFAC:
             raise ValueError(f"eigen_rtol must be a number in [0, 1), got {eigen_rtol!r}")
         if not 0.0 <= eigen_rtol < 1.0:
             raise ValueError(f"eigen_rtol must be in [0, 1) (0: exact), got {eigen_rtol!r}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator or None, got {generator!r}")
+        check_generator(generator)
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.damping = float(damping)
