@@ -26,14 +26,23 @@ from sgmcmc.config import Window
 from sgmcmc.metrics import PredictiveAverage
 from sgmcmc.rundata import RunData
 
-#: Images per forward pass when evaluating (memory, not results, depends on it).
-EVAL_BATCH = 2048
+#: Images per forward pass when evaluating, by device type (speed and memory, not results,
+#: depend on it). On a CPU a smaller batch keeps the activations below glibc's largest mmap
+#: threshold (:mod:`sgmcmc.allocator`): 2048 images make the first convolution's output 200 MB,
+#: mapped and zeroed afresh at every batch, which costs a third of an evaluation pass.
+EVAL_BATCH = {"cpu": 512}
+DEFAULT_EVAL_BATCH = 2048
+
+
+def eval_batches(x: Tensor) -> tuple[Tensor, ...]:
+    """``x`` split into evaluation batches for its device (:data:`EVAL_BATCH`)."""
+    return x.split(EVAL_BATCH.get(x.device.type, DEFAULT_EVAL_BATCH))
 
 
 @torch.no_grad()
 def predict_probs(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Softmax probabilities ``(n, C)`` of ``model`` on ``x``, in batches of :data:`EVAL_BATCH`."""
-    return torch.cat([F.softmax(model(chunk), dim=1) for chunk in x.split(EVAL_BATCH)])
+    """Softmax probabilities ``(n, C)`` of ``model`` on ``x``, in :func:`eval_batches`."""
+    return torch.cat([F.softmax(model(chunk), dim=1) for chunk in eval_batches(x)])
 
 
 def classification_metrics(probs: Tensor, y: Tensor) -> dict[str, float]:
@@ -239,7 +248,7 @@ def attack_directions(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tenso
     signs: dict[str, list[Tensor]] = {t: [] for t in PER_SAMPLE_THREAT_MODELS}
     last = PER_SAMPLE_THREAT_MODELS[-1]
     with torch.enable_grad():
-        for xb, yb in zip(x.split(EVAL_BATCH), y.split(EVAL_BATCH), strict=True):
+        for xb, yb in zip(eval_batches(x), eval_batches(y), strict=True):
             x_req = xb.detach().requires_grad_(True)
             logits = model(x_req)
             targets = {"as_released": logits.argmax(dim=1).detach(), "per_sample": yb}
@@ -258,5 +267,6 @@ def _bind(model: nn.Module, params: list[Tensor]) -> Callable[[Tensor], Tensor]:
 
 
 def _batched(fn: Callable[..., Tensor], x: Tensor, y: Tensor | None) -> Tensor:
-    ys: Iterable = [None] * len(x.split(EVAL_BATCH)) if y is None else y.split(EVAL_BATCH)
-    return torch.cat([fn(xb, yb) for xb, yb in zip(x.split(EVAL_BATCH), ys, strict=True)])
+    xs = eval_batches(x)
+    ys: Iterable = [None] * len(xs) if y is None else eval_batches(y)
+    return torch.cat([fn(xb, yb) for xb, yb in zip(xs, ys, strict=True)])

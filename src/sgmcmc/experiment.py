@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgmcmc.allocator import keep_freed_memory
 from sgmcmc.checkpoint import load_checkpoint, save_checkpoint
 from sgmcmc.config import RunConfig, Window
 from sgmcmc.errors import UserError
@@ -152,6 +153,8 @@ def run(
     """Train and evaluate ``config`` on ``device``; see the module docstring for the result
     and for ``checkpoint`` (``checkpoint_every=None``: :data:`CHECKPOINT_EVERY_S`)."""
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # no page faults for each step's activations (sgmcmc.allocator)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
     with torch.random.fork_rng(devices=devices):
