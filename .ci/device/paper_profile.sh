@@ -19,7 +19,7 @@ python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', 
 
 echo "== benchmarks ($(left)s left)"
 timeout 150 python3 benchmarks/sampler_overhead.py --device cuda --methods sgld sgld-wd sgld-paper \
-  psgld psgld-wd psgld-paper sgld-fused psgld-wd-fused > "$OUT/bench.txt" 2>&1
+  psgld psgld-wd psgld-paper sgld-fused psgld-fused psgld-wd-fused > "$OUT/bench.txt" 2>&1
 cat "$OUT/bench.txt"
 echo "== cuda tests ($(left)s left)"
 timeout 60 python3 -m pytest -q -m cuda -p no:cacheprovider tests > "$OUT/cuda-tests.txt" 2>&1
