@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # The paper profile on one GPU machine (the device tool's bare CUDA image: its own python3 and
 # torch, no papermill/Ray/ArviZ, no network). Run from the repository root with the dataset
-# cache and a few wheels carried in .carry/ (see book/rerun.md). Writes under $OUT:
-#   bench.txt (sampler overhead on the GPU), cuda-tests.txt, log.txt, results.tgz (the store).
-# Budget: SECONDS_TOTAL (default 540) of wall time, the runs stop starting new work in time to
-# pack the store.
+# cache and the h5netcdf wheel carried in .carry/ (see book/rerun.md). Writes under $OUT:
+#   log.txt, bench.txt (sampler overhead on the GPU), cuda-tests.txt, and the new runs of the
+#   store as results.tgz.part-* (concatenate, then untar in the repository root; no checkpoints).
+# Settings (environment):
+#   SECONDS_TOTAL    wall-time budget (default 540): no run starts that cannot end inside it
+#   RUN_SECONDS      how long one run takes on this machine with WORKERS sharing it (default 200)
+#   WORKERS          training processes sharing the GPU (default 8)
+#   SWEEPS=0         skip the grid searches
+#   PRECOMPUTE_ARGS  extra arguments of precompute.py (e.g. "--convention langevin")
+#   BENCH_METHODS    the benchmark's methods ("" skips it)
 set -u
 start=$(date +%s)
 total=${SECONDS_TOTAL:-540}
+run_s=${RUN_SECONDS:-200}
+workers=${WORKERS:-8}
+bench=${BENCH_METHODS-sgld sgld-wd sgld-paper psgld psgld-wd psgld-paper sgld-fused psgld-fused psgld-wd-fused}
 left() { echo $(( total - ($(date +%s) - start) )); }
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
@@ -17,29 +26,45 @@ exec > >(tee "$OUT/log.txt") 2>&1
 nvidia-smi -L
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__)"
 
-echo "== benchmarks ($(left)s left)"
-timeout 150 python3 benchmarks/sampler_overhead.py --device cuda --methods sgld sgld-wd sgld-paper \
-  psgld psgld-wd psgld-paper sgld-fused psgld-fused psgld-wd-fused > "$OUT/bench.txt" 2>&1
-cat "$OUT/bench.txt"
-echo "== cuda tests ($(left)s left)"
-timeout 60 python3 -m pytest -q -m cuda -p no:cacheprovider tests > "$OUT/cuda-tests.txt" 2>&1
+if [ -n "$bench" ]; then
+  echo "== benchmarks ($(left)s left)"
+  # shellcheck disable=SC2086
+  timeout 120 python3 benchmarks/sampler_overhead.py --device cuda --methods $bench \
+    > "$OUT/bench.txt" 2>&1
+  cat "$OUT/bench.txt"
+fi
+
+if [ "${SWEEPS:-1}" != 0 ]; then
+  echo "== sweeps ($(left)s left)"
+  sweeps=()
+  for m in sgd fsgd sgld psgld ksgld; do
+    timeout 170 python3 -m sgmcmc sweep --method $m --convention paper --profile paper --small \
+      --engine serial --device cuda > "/tmp/sweep-paper-$m.txt" 2>&1 &
+    sweeps+=($!)
+  done
+  for m in sgld psgld ksgld; do
+    timeout 170 python3 -m sgmcmc sweep --method $m --convention langevin --profile paper \
+      --engine serial --device cuda > "/tmp/sweep-langevin-$m.txt" 2>&1 &
+    sweeps+=($!)
+  done
+  # Wait on these pids alone: a bare `wait` also waits for the log's tee, which never ends.
+  wait "${sweeps[@]}"
+  tail -n 3 /tmp/sweep-*.txt
+fi
+
+echo "== cuda tests, beside the runs ($(left)s left)"
+timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_fused.py \
+  tests/test_langevin.py tests/test_attacks.py tests/test_metrics.py > "$OUT/cuda-tests.txt" 2>&1 &
+tests=$!
+
+echo "== runs: $workers workers ($(left)s left)"
+# One CPU thread per worker: the GPU does the work, and the workers share 16 cores.
+# shellcheck disable=SC2086
+OMP_NUM_THREADS=1 timeout $(( $(left) - 25 )) python3 .ci/device/precompute.py --profile paper \
+  --workers "$workers" --device cuda --seconds $(( $(left) - run_s )) ${PRECOMPUTE_ARGS:-}
+wait "$tests"
 tail -3 "$OUT/cuda-tests.txt"
-
-echo "== sweeps ($(left)s left)"
-for m in sgd fsgd sgld psgld ksgld; do
-  timeout 170 python3 -m sgmcmc sweep --method $m --convention paper --profile paper --small \
-    --engine serial --device cuda > "/tmp/sweep-paper-$m.txt" 2>&1 &
-done
-for m in sgld psgld ksgld; do
-  timeout 170 python3 -m sgmcmc sweep --method $m --convention langevin --profile paper \
-    --engine serial --device cuda > "/tmp/sweep-langevin-$m.txt" 2>&1 &
-done
-wait
-tail -n 3 /tmp/sweep-*.txt
-
-echo "== runs ($(left)s left)"
-timeout $(( $(left) - 25 )) python3 .ci/device/precompute.py --profile paper --workers 8 --device cuda \
-  --seconds $(( $(left) - 150 ))
 echo "== packing ($(left)s left)"
-tar czf "$OUT/results.tgz" results/paper results/hparams
+tar czf - --exclude=.checkpoints --exclude=.locks results/paper results/hparams \
+  | split -b 15M - "$OUT/results.tgz.part-"
 ls -la "$OUT"

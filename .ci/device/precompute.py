@@ -25,8 +25,11 @@ def _configs(
     released_only: bool,
     train_sizes: tuple[int, ...] | None,
     notebooks: tuple[str, ...] | None = None,
+    convention: str | None = None,
 ) -> list:
     configs = _all_configs(profile, released_only)
+    if convention is not None:
+        configs = [c for c in configs if c.convention == convention]
     if train_sizes is not None:
         configs = [c for c in configs if c.train_size in train_sizes]
     if notebooks is not None:
@@ -63,8 +66,9 @@ def _worker(
     released_only: bool,
     train_sizes: tuple[int, ...] | None,
     notebooks: tuple[str, ...] | None,
+    convention: str | None,
 ) -> None:
-    configs = _configs(profile, released_only, train_sizes, notebooks)
+    configs = _configs(profile, released_only, train_sizes, notebooks, convention)
     # Rotate the order so that workers start on different runs; the store's lock does the rest.
     order = configs[rank::workers] + [c for i, c in enumerate(configs) if i % workers != rank]
     for config in order:
@@ -107,10 +111,15 @@ def main() -> None:
         metavar="STEM",
         help="only the runs of these notebooks (file stems, e.g. 01_test_accuracy)",
     )
+    parser.add_argument(
+        "--convention",
+        choices=("paper", "langevin"),
+        help="only the runs in this convention (e.g. langevin: the chains of notebooks 06 and 07)",
+    )
     args = parser.parse_args()
     train_sizes = tuple(args.train_size) if args.train_size else None
     notebooks = tuple(args.notebook) if args.notebook else None
-    configs = _configs(args.profile, args.released_only, train_sizes, notebooks)
+    configs = _configs(args.profile, args.released_only, train_sizes, notebooks, args.convention)
     print(f"{len(configs)} configs for profile {args.profile}", flush=True)
     if args.list:
         for c in configs:
@@ -130,6 +139,7 @@ def main() -> None:
                 args.released_only,
                 train_sizes,
                 notebooks,
+                args.convention,
             ),
         )
         for r in range(args.workers)
