@@ -328,6 +328,27 @@ def print_kept_eigenvectors(kfac_state: dict, initial: dict, device: torch.devic
         print(f"{name} (eigen_rtol={kfac.eigen_rtol}) keeps " + "; ".join(kept))
 
 
+def print_profile(
+    name: str, initial: dict, pool: list, device: torch.device, kfac_state: dict | None
+) -> None:
+    """torch.profiler's ten costliest operations (device time on a GPU, host time on a CPU)
+    over 10 training steps of one method, after 3 unprofiled ones: where an overhead comes
+    from (extra kernels, a host-device synchronisation: ``cudaStreamSynchronize`` or
+    ``cudaMemcpy``... in the host column)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run = Run(METHODS[name], initial, device, kfac_state)
+    run.seconds_per_step(pool[:3], device)
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        run.seconds_per_step([pool[i % len(pool)] for i in range(10)], device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"== profile of {name}, 10 steps")
+    print(prof.key_averages().table(sort_by=sort, row_limit=10))
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -343,6 +364,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mnist", action="store_true", help="real MNIST batches, not random")
     parser.add_argument(
         "--warmup", type=int, default=0, help="SGD steps (with K-FAC estimating) to start from"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print torch.profiler's costliest operations of 10 training steps per method",
     )
     args = parser.parse_args(argv)
     if args.threads:
@@ -397,6 +423,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{name:<12} {per_epoch:>9.3f} {ratio:>7.3f} {costs[name][0]:>10.2f} "
             f"{'compiled' if costs[name][1] is None else costs[name][1]:>11}"
         )
+    if args.profile:
+        for name in methods:
+            print_profile(name, initial, pool, device, kfac_state)
     for name in methods:
         if name.startswith("ksgld"):
             sgd_step_ms = baseline * 1e3

@@ -4,10 +4,10 @@ noise preconditioned, frozen, T = 0, weight decay); a fused chain has the exact 
 discrete chain and resumes bit-identically; samplers without a fused update refuse it."""
 
 import copy
-import shutil
 
 import pytest
 import torch
+from _devices import COMPILE_DEVICES, CUDA, NEEDS_COMPILER
 from _targets import (
     assert_standard_normal,
     law_after,
@@ -21,22 +21,7 @@ from sgmcmc import KFAC, KSGLD, PSGLD, SGLD, philox
 SHAPES = [(64, 3, 5, 5), (64,), (300, 40), (10,)]  # one tensor above the stream threshold
 
 
-DEVICES = [
-    pytest.param(
-        "cpu",
-        marks=pytest.mark.skipif(
-            not (shutil.which("g++") or shutil.which("c++")),
-            reason="torch.compile needs a C++ compiler on a CPU (make system-deps installs g++)",
-        ),
-    ),
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-        ],
-    ),
-]
+DEVICES = COMPILE_DEVICES
 
 
 def _params(device: str = "cpu") -> list[torch.Tensor]:
@@ -119,12 +104,6 @@ def test_fused_is_refused_where_there_is_no_fused_update():
         SGLD(_params(), 1e-3, fused="yes")
 
 
-NEEDS_COMPILER = pytest.mark.skipif(
-    not (shutil.which("g++") or shutil.which("c++")),
-    reason="torch.compile needs a C++ compiler on a CPU (make system-deps installs g++)",
-)
-
-
 @NEEDS_COMPILER
 def test_fused_sgld_chain_has_the_exact_discrete_law():
     """As test_sgld's exact-law test, through the compiled step and its Philox noise: d = 10,
@@ -170,3 +149,24 @@ def test_fused_chain_resumes_bit_identically_from_its_state_dict():
     advance(resumed, resumed_params, 2, seed=1)
     for p, q in zip(params, resumed_params, strict=True):
         torch.testing.assert_close(q, p, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", [CUDA])
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+@pytest.mark.parametrize("variant", list(VARIANTS)[:3])
+def test_a_gpu_step_never_waits_for_the_device(variant, fused, device):
+    """A launch-bound GPU loop runs ahead of the device only if no step synchronises: after a
+    first step (compilation, the Philox key, pinned buffers), steps raise under torch's sync
+    debug mode if they wait (e.g. a copy from pageable memory, ``.item()``)."""
+    params = _params(device)
+    sampler = VARIANTS[variant](params, fused, torch.Generator(device).manual_seed(7))
+    for p in params:
+        p.grad = torch.randn_like(p)
+    sampler.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            sampler.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

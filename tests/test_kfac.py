@@ -312,3 +312,14 @@ def test_bad_arguments_raise_value_error(kwargs, message):
 def test_model_without_supported_layer_is_rejected():
     with pytest.raises(ValueError, match="no supported layer.*nn.Linear or nn.Conv2d"):
         KFAC(nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2), nn.BatchNorm1d(3)))
+
+
+def test_a_diverged_model_gets_kfacs_error_not_the_samplers():
+    """NaN logits draw uniform labels (multinomial's device-side assert on a GPU would end the
+    process), and the factor update then names the divergence."""
+    model = _classifier(nn.Linear(5, 6), (5,))
+    kfac = KFAC(model, factor_every=1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model[0].weight[0, 0] = math.nan
+    with pytest.raises(RuntimeError, match="not finite: the model diverged"):
+        kfac.observe(model(torch.randn(4, 5, dtype=DTYPE)))

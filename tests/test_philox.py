@@ -4,10 +4,10 @@ counter only, the same compiled as eager, resumable through the noise source's s
 from __future__ import annotations
 
 import math
-import shutil
 
 import pytest
 import torch
+from _devices import COMPILE_DEVICES
 from scipy import stats
 
 from sgmcmc import philox
@@ -74,16 +74,17 @@ def test_seed_words_split_the_counter_into_32_bit_words():
     assert seed.tolist() == [5, 7, 3, 2**8]
 
 
-@pytest.mark.skipif(
-    not (shutil.which("g++") or shutil.which("c++")),
-    reason="torch.compile needs a C++ compiler on a CPU (make system-deps installs g++)",
-)
-def test_compiled_draws_equal_eager_draws():
+@pytest.mark.parametrize("device", COMPILE_DEVICES)
+def test_compiled_draws_equal_eager_draws(device):
     """The words are integers, so exact; the floats differ only by the compiled log, sqrt,
-    sin and cos (a few ulps of values below 6)."""
-    seed = philox.seed_words((99, 100), 5, "cpu")
-    compiled = torch.compile(philox.standard_normal)(4099, seed)
-    torch.testing.assert_close(compiled, philox.standard_normal(4099, seed), rtol=0, atol=1e-5)
+    sin and cos (a few ulps of values below 6). 300,001 blocks: block numbers times Philox's
+    multipliers' low halves exceed 2**31, which an int32 index would wrap (pytorch#175966)."""
+    seed = philox.seed_words((99, 100), 5, device)
+    size = 4 * 300_001
+    compiled = torch.compile(philox.standard_normal)(size, seed)
+    eager = philox.standard_normal(size, seed)
+    assert eager.isfinite().all() and eager.abs().max() < 6
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-5)
 
 
 def test_noise_source_keys_from_the_generator_counts_draws_and_resumes():

@@ -29,7 +29,7 @@ python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', 
 if [ -n "$bench" ]; then
   echo "== benchmarks ($(left)s left)"
   # shellcheck disable=SC2086
-  timeout 120 python3 benchmarks/sampler_overhead.py --device cuda --methods $bench \
+  timeout 150 python3 benchmarks/sampler_overhead.py --device cuda --profile --methods $bench \
     > "$OUT/bench.txt" 2>&1
   cat "$OUT/bench.txt"
 fi
@@ -54,7 +54,8 @@ fi
 
 echo "== cuda tests, beside the runs ($(left)s left)"
 timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_fused.py \
-  tests/test_langevin.py tests/test_attacks.py tests/test_metrics.py > "$OUT/cuda-tests.txt" 2>&1 &
+  tests/test_philox.py tests/test_transfer.py tests/test_langevin.py tests/test_attacks.py \
+  tests/test_metrics.py > "$OUT/cuda-tests.txt" 2>&1 &
 tests=$!
 
 echo "== runs: $workers workers ($(left)s left)"

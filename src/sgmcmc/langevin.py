@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from sgmcmc.noise import NoiseSource
+from sgmcmc.transfer import host_tensor
 
 CONVENTIONS = ("langevin", "paper")
 PRECONDITIONS = ("both", "noise")
@@ -182,8 +183,8 @@ class LangevinSampler(torch.optim.Optimizer):
             "noise": noise_scale,
             "weight_decay": group["weight_decay"],
         }
-        scalars = torch.tensor(
-            [values[name] for name in fused.SCALARS], dtype=params[0].dtype, device=params[0].device
+        scalars = host_tensor(
+            [values[name] for name in fused.SCALARS], params[0].dtype, params[0].device
         )
         fused.langevin_update(
             params,

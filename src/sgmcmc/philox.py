@@ -21,6 +21,8 @@ import math
 import torch
 from torch import Tensor
 
+from sgmcmc.transfer import host_tensor
+
 ROUNDS = 10
 MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
 KEY_INCREMENTS = (0x9E3779B9, 0xBB67AE85)
@@ -57,7 +59,10 @@ def standard_normal(size: int, seed: Tensor, dtype: torch.dtype = torch.float32)
     output ``i`` of the Box-Muller pairs of Philox's block ``j`` under counter
     ``(j, seed[2], seed[3], 0)`` and key ``(seed[0], seed[1])``; ``seed`` is an ``int64``
     tensor of four 32-bit values (a draw's key and counter: see :func:`seed_words`)."""
-    blocks = torch.arange((size + 3) // 4, dtype=torch.int64, device=seed.device)
+    # ``seed[3] >> 32`` is zero (a 32-bit word) but read from memory: compiled for a GPU, a bare
+    # ``arange`` is an int32 index that Inductor multiplies in int32, overflowing in the first
+    # round (pytorch/pytorch#175966); an int64 value added to it makes every product int64.
+    blocks = torch.arange((size + 3) // 4, dtype=torch.int64, device=seed.device) + (seed[3] >> 32)
     zero = torch.zeros_like(blocks)
     words = philox4x32((blocks, zero + seed[2], zero + seed[3], zero), (seed[0], seed[1]))
     u0, u1, u2, u3 = (((w >> 8).to(torch.float32) + 0.5) * 2.0**-24 for w in words)
@@ -69,9 +74,6 @@ def standard_normal(size: int, seed: Tensor, dtype: torch.dtype = torch.float32)
 
 def seed_words(key: tuple[int, int], counter: int, device: torch.device | str) -> Tensor:
     """The ``seed`` tensor of :func:`standard_normal` for draw number ``counter`` (< 2**64)
-    under a 64-bit ``key``."""
-    return torch.tensor(
-        [key[0] & WORD, key[1] & WORD, counter & WORD, (counter >> 32) & WORD],
-        dtype=torch.int64,
-        device=device,
-    )
+    under a 64-bit ``key``; a GPU's copy is queued without waiting (:mod:`sgmcmc.transfer`)."""
+    words = [key[0] & WORD, key[1] & WORD, counter & WORD, (counter >> 32) & WORD]
+    return host_tensor(words, torch.int64, torch.device(device))

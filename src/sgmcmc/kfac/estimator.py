@@ -239,6 +239,10 @@ class KFAC:
             return self.likelihood(output).sample()
         probabilities = torch.softmax(output.float().movedim(1, -1), dim=-1)
         flat = probabilities.reshape(-1, probabilities.shape[-1])
+        # A diverged model's non-finite rows would trip multinomial's device-side assert on a
+        # GPU, which ends the process; they draw uniformly instead, and the caller's
+        # finiteness check reports the divergence.
+        flat = torch.where(flat.isfinite().all(-1, keepdim=True), flat, torch.ones_like(flat))
         labels = torch.multinomial(flat, 1, generator=self.generator)
         return labels.reshape(probabilities.shape[:-1])
 

@@ -1,0 +1,20 @@
+"""Small host values (a step's hyper-parameters, a noise seed) onto a device without stalling
+it: a copy from pageable host memory waits for the device's queue to drain, one from pinned
+memory is queued behind the kernels already launched, so a launch-bound GPU loop keeps its
+lead."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def host_tensor(
+    values: list[float] | list[int], dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """``torch.tensor(values, dtype=dtype)`` on ``device``; on a CUDA device through pinned
+    memory and an asynchronous copy (torch's host allocator keeps the buffer until it is done)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.tensor(values, dtype=dtype, device=device)
+    return torch.tensor(values, dtype=dtype, pin_memory=True).to(device, non_blocking=True)
