@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from _devices import needs_cuda
 from torch import nn
 
 from sgmcmc.attacks import (
@@ -150,8 +151,7 @@ def test_bad_arguments_are_rejected(models, test_set):
         fgsm(models[0], x, -0.1)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_attacks_run_on_cuda_like_on_cpu(models, test_set):
     x, y = test_set
     on_gpu = [copy.deepcopy(m).cuda() for m in models]

@@ -9,6 +9,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from _devices import needs_cuda
 from _targets import assert_standard_normal, spd_matrix, stationary_moments
 from torch import nn
 
@@ -403,7 +404,7 @@ def test_warns_when_kfac_is_never_updated():
         optimizer.step()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_cuda_matches_cpu_drift_and_trains():
     model, kfac, _ = _small_with_factors()
     cpu = copy.deepcopy(model)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from _devices import needs_cuda
 
 from sgmcmc import PSGLD, SGLD, potential
 
@@ -175,8 +176,7 @@ def test_mixed_dtypes_in_one_group():
     assert all(p.abs().sum() > 0 for p in params)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_cuda(name):
     cpu = _params()

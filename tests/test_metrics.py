@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _devices import needs_cuda
 from scipy.stats import norm
 
 from sgmcmc.metrics import (
@@ -179,8 +180,7 @@ def test_ood_metrics_on_gaussian_shift():
     assert result["fpr95"] == pytest.approx(fpr, abs=5 * sd)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_predictive_average_stays_on_cuda_and_metrics_accept_cuda_tensors():
     probs = torch.softmax(torch.randn(8, 4, 10, device="cuda"), dim=2)
     average = PredictiveAverage()

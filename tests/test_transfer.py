@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from _devices import CUDA
+from _devices import CUDA, forbid_device_waits
 
 from sgmcmc.transfer import host_tensor
 
@@ -20,9 +20,5 @@ def test_host_tensor_holds_the_values_on_the_device(device):
 @pytest.mark.parametrize("device", [CUDA])
 def test_host_tensor_does_not_wait_for_the_gpu(device):
     host_tensor([1.0], torch.float32, torch.device(device))  # the pinned pool's first block
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with forbid_device_waits():
         host_tensor([1.0, 2.0], torch.float32, torch.device(device))
-    finally:
-        torch.cuda.set_sync_debug_mode("default")

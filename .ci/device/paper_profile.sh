@@ -63,7 +63,7 @@ fi
 echo "== cuda tests, beside the runs ($(left)s left)"
 timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_fused.py \
   tests/test_philox.py tests/test_transfer.py tests/test_langevin.py tests/test_attacks.py \
-  tests/test_metrics.py > "$OUT/cuda-tests.txt" 2>&1 &
+  tests/test_metrics.py tests/test_ksgld.py > "$OUT/cuda-tests.txt" 2>&1 &
 tests=$!
 
 echo "== runs: $workers workers ($(left)s left)"

@@ -76,4 +76,4 @@ def seed_words(key: tuple[int, int], counter: int, device: torch.device | str) -
     """The ``seed`` tensor of :func:`standard_normal` for draw number ``counter`` (< 2**64)
     under a 64-bit ``key``; a GPU's copy is queued without waiting (:mod:`sgmcmc.transfer`)."""
     words = [key[0] & WORD, key[1] & WORD, counter & WORD, (counter >> 32) & WORD]
-    return host_tensor(words, torch.int64, torch.device(device))
+    return host_tensor(words, torch.int64, device)

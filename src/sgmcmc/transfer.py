@@ -10,7 +10,7 @@ from torch import Tensor
 
 
 def host_tensor(
-    values: list[float] | list[int], dtype: torch.dtype, device: torch.device
+    values: list[float] | list[int], dtype: torch.dtype, device: torch.device | str
 ) -> Tensor:
     """``torch.tensor(values, dtype=dtype)`` on ``device``; on a CUDA device through pinned
     memory and an asynchronous copy (torch's host allocator keeps the buffer until it is done)."""
