@@ -12,3 +12,30 @@ def test_below_the_paper_profile_a_chapter_says_it_is_a_preview(tmp_path, capsys
     assert Session("paper", quiet=True).profile_note() == (
         "At the paper profile (the paper's protocol)."
     )
+
+
+def test_the_closing_line_names_the_runs_that_diverged(tmp_path, monkeypatch, capsys):
+    import sgmcmc.store
+    from sgmcmc.experiment import RunConfig, RunResult
+
+    def stored(config, **_):
+        status = "diverged" if config.seed == 1 else "complete"
+        divergence = {"step": 1491, "reason": "non-finite loss", "epoch": 13}
+        return RunResult(
+            config=config,
+            status=status,
+            metrics={},
+            provenance={"device_name": "NVIDIA H200", "timing": {"total_s": 90.0}},
+            divergence=divergence if status == "diverged" else None,
+        )
+
+    monkeypatch.setattr(sgmcmc.store, "find_result", lambda config, root=None: True)
+    monkeypatch.setattr(sgmcmc.store, "run_or_load", stored)
+    monkeypatch.setattr("sgmcmc.session.Session.glue", lambda self, name, value: None)
+    session = Session("ci", device="cpu", output_dir=tmp_path, quiet=True)
+    for seed in (0, 1):
+        session.run(RunConfig(method="ksgld", convention="langevin", seed=seed))
+    line = session.finish()
+    assert "2 on NVIDIA H200 (180 s)" in line
+    assert "1 diverged (ksgld langevin eq. 1 seed 1 at epoch 13)" in line
+    assert line in capsys.readouterr().out

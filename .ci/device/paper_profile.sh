@@ -10,7 +10,8 @@
 #   WORKERS          training processes sharing the GPU (default 8)
 #   SWEEPS=0         skip the grid searches
 #   PRECOMPUTE_ARGS  extra arguments of precompute.py (e.g. "--convention langevin")
-#   BENCH_METHODS    the benchmark's methods ("" skips it)
+#   BENCH_METHODS    the benchmark's methods ("" skips it); it runs last, on an idle GPU
+#   BENCH_SECONDS    time kept for it after the runs (default 90)
 # Measured: 20-epoch main runs take 130 s each with 9 workers on an H200, 90 s with 6 (langevin
 # SGLD/pSGLD); on an H100 with 12 workers 185 s (SGLD/pSGLD) and 275 s (KSGLD, langevin).
 # The langevin chains of notebooks 06 and 07, alone:
@@ -18,12 +19,15 @@
 # The committed store (~35 MB) and the carried data (~47 MB) exceed a 64 MiB upload: leave the
 # store out of the upload for the call (delete the `!results/paper/` line of .gitignore and
 # `git rm -r -q --cached results/paper`; afterwards `git checkout .gitignore && git reset -q`)
-# and pass PRECOMPUTE_ARGS that select only missing runs, since the machine's store is empty.
+# and pass PRECOMPUTE_ARGS that select only missing runs, since the machine's store is empty:
+#   python .ci/device/precompute.py --notebook 06_gradient_or_noise 07_noise_conventions \
+#     --write-missing .carry/keys.txt        (here), then PRECOMPUTE_ARGS="--keys .carry/keys.txt"
 set -u
 start=$(date +%s)
 total=${SECONDS_TOTAL:-540}
 run_s=${RUN_SECONDS:-200}
 workers=${WORKERS:-8}
+bench_s=${BENCH_SECONDS:-90}
 bench=${BENCH_METHODS-sgld sgld-wd sgld-paper psgld psgld-wd psgld-paper sgld-fused psgld-fused psgld-wd-fused}
 left() { echo $(( total - ($(date +%s) - start) )); }
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
@@ -33,14 +37,6 @@ export PYTHONPATH=$PWD/src:/tmp/site SGMCMC_DATA=$PWD/.carry/data SGMCMC_RESULTS
 exec > >(tee "$OUT/log.txt") 2>&1
 nvidia-smi -L
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__)"
-
-if [ -n "$bench" ]; then
-  echo "== benchmarks ($(left)s left)"
-  # shellcheck disable=SC2086
-  timeout 150 python3 benchmarks/sampler_overhead.py --device cuda --profile --methods $bench \
-    > "$OUT/bench.txt" 2>&1
-  cat "$OUT/bench.txt"
-fi
 
 if [ "${SWEEPS:-1}" != 0 ]; then
   echo "== sweeps ($(left)s left)"
@@ -69,10 +65,19 @@ tests=$!
 echo "== runs: $workers workers ($(left)s left)"
 # One CPU thread per worker: the GPU does the work, and the workers share 16 cores.
 # shellcheck disable=SC2086
-OMP_NUM_THREADS=1 timeout $(( $(left) - 25 )) python3 .ci/device/precompute.py --profile paper \
-  --workers "$workers" --device cuda --seconds $(( $(left) - run_s )) ${PRECOMPUTE_ARGS:-}
+OMP_NUM_THREADS=1 timeout $(( $(left) - 25 - bench_s )) python3 .ci/device/precompute.py --profile paper \
+  --workers "$workers" --device cuda --seconds $(( $(left) - run_s - bench_s )) ${PRECOMPUTE_ARGS:-}
 wait "$tests"
 tail -3 "$OUT/cuda-tests.txt"
+
+if [ -n "$bench" ]; then
+  # After the runs, on an idle GPU, with whatever time they left.
+  echo "== benchmarks ($(left)s left)"
+  # shellcheck disable=SC2086
+  timeout $(( $(left) - 20 )) python3 benchmarks/sampler_overhead.py --device cuda --profile \
+    --methods $bench > "$OUT/bench.txt" 2>&1
+  cat "$OUT/bench.txt"
+fi
 echo "== packing ($(left)s left)"
 tar czf - --exclude=.checkpoints --exclude=.locks results/paper results/hparams \
   | split -b 15M - "$OUT/results.tgz.part-"

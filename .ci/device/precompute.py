@@ -17,7 +17,7 @@ import multiprocessing as mp
 import time
 
 from sgmcmc.plan import notebook_configs
-from sgmcmc.store import run_or_load
+from sgmcmc.store import find_result, run_or_load
 
 
 def _configs(
@@ -26,8 +26,11 @@ def _configs(
     train_sizes: tuple[int, ...] | None,
     notebooks: tuple[str, ...] | None = None,
     convention: str | None = None,
+    keys: frozenset[str] | None = None,
 ) -> list:
     configs = _all_configs(profile, released_only)
+    if keys is not None:
+        configs = [c for c in configs if c.key() in keys]
     if convention is not None:
         configs = [c for c in configs if c.convention == convention]
     if train_sizes is not None:
@@ -67,8 +70,9 @@ def _worker(
     train_sizes: tuple[int, ...] | None,
     notebooks: tuple[str, ...] | None,
     convention: str | None,
+    keys: frozenset[str] | None,
 ) -> None:
-    configs = _configs(profile, released_only, train_sizes, notebooks, convention)
+    configs = _configs(profile, released_only, train_sizes, notebooks, convention, keys)
     # Rotate the order so that workers start on different runs; the store's lock does the rest.
     order = configs[rank::workers] + [c for i, c in enumerate(configs) if i % workers != rank]
     for config in order:
@@ -116,11 +120,31 @@ def main() -> None:
         choices=("paper", "langevin"),
         help="only the runs in this convention (e.g. langevin: the chains of notebooks 06 and 07)",
     )
+    parser.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="only the configs whose keys this file lists, one a line (e.g. the runs a local "
+        "store lacks, written by --write-missing on that machine)",
+    )
+    parser.add_argument(
+        "--write-missing",
+        metavar="FILE",
+        help="write the keys of the selected configs that this store lacks to FILE and exit",
+    )
     args = parser.parse_args()
+    keys = frozenset(open(args.keys).read().split()) if args.keys else None
     train_sizes = tuple(args.train_size) if args.train_size else None
     notebooks = tuple(args.notebook) if args.notebook else None
-    configs = _configs(args.profile, args.released_only, train_sizes, notebooks, args.convention)
+    configs = _configs(
+        args.profile, args.released_only, train_sizes, notebooks, args.convention, keys
+    )
     print(f"{len(configs)} configs for profile {args.profile}", flush=True)
+    if args.write_missing:
+        missing = [c.key() for c in configs if find_result(c) is None]
+        with open(args.write_missing, "w") as f:
+            f.writelines(f"{k}\n" for k in missing)
+        print(f"{len(missing)} missing, keys written to {args.write_missing}")
+        return
     if args.list:
         for c in configs:
             print(c.key()[:10], c.method, c.convention, c.train_size, c.epochs, c.seed)
@@ -140,6 +164,7 @@ def main() -> None:
                 train_sizes,
                 notebooks,
                 args.convention,
+                keys,
             ),
         )
         for r in range(args.workers)

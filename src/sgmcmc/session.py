@@ -44,6 +44,7 @@ class Session:
     trained: list[tuple[str, float]] = field(default_factory=list, init=False)
     loaded: list[str] = field(default_factory=list, init=False)
     made_on: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
+    diverged: dict[str, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         from sgmcmc.paths import results_dir
@@ -132,6 +133,10 @@ class Session:
             provenance.get("device_name") or provenance.get("device") or "unknown device",
             float(provenance.get("timing", {}).get("total_s", math.nan)),
         )
+        if result.diverged:
+            epoch = (result.divergence or {}).get("epoch")
+            where = f" at epoch {epoch}" if epoch is not None else ""
+            self.diverged[config.key()] = f"{_label(config)} seed {config.seed}{where}"
         return result
 
     def glue(self, name: str, value: Any) -> None:
@@ -163,7 +168,9 @@ class Session:
         return frame
 
     def finish(self) -> str:
-        """One line: this notebook's wall time, and how many runs it trained and loaded."""
+        """One line: this notebook's wall time, how many runs it trained and loaded, where they
+        were made, and which diverged (their metrics stop there: a window the run did not
+        reach is missing, and tables average the seeds that reached it)."""
         total = time.perf_counter() - self._start
         trained = sum(seconds for _, seconds in self.trained)
         line = (
@@ -179,9 +186,24 @@ class Session:
                 for device, times in sorted(devices.items())
             )
             line += f"; its runs were made {made} (wall time of each run, summed)"
+        if self.diverged:
+            line += (
+                f"; {len(self.diverged)} diverged ({'; '.join(sorted(self.diverged.values()))}): "
+                "their metrics stop there, and each table averages the seeds that reached it"
+            )
         print(line)
         self.glue("provenance", line)
         return line
+
+
+def _label(config) -> str:
+    """A run's method and what sets it apart from the paper's runs of that method."""
+    label = f"{config.method} {config.convention}"
+    if config.convention == "langevin":
+        label += " eq. 1" if config.precondition == "both" else " eq. 2"
+    if config.temperature != 1.0:
+        label += f" T={config.temperature:g}"
+    return label
 
 
 def claim(section: str, text: str, holds: bool | None, evidence: str) -> dict[str, Any]:
