@@ -99,3 +99,23 @@ def test_a_forked_child_gets_helper_threads_of_its_own():
     _draw(2)  # the parent's helper threads now exist
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply_async(_pool_answers).get(timeout=60) == 1
+
+
+def test_like_redraws_into_the_same_views_as_fresh_draws_would_be():
+    """``like`` reuses its buffers for the same shapes, and draws what one flat ``randn`` per
+    call would: the chain does not depend on the reuse."""
+    shapes = [(3, 4), (5,), (2, 1, 3)]
+    tensors = [torch.empty(shape) for shape in shapes]
+    source = NoiseSource(torch.Generator().manual_seed(7))
+    reference = torch.Generator().manual_seed(7)
+    first = source.like(tensors)
+    assert [t.shape for t in first] == [torch.Size(s) for s in shapes]
+    expected = torch.randn(23, generator=reference)
+    torch.testing.assert_close(torch.cat([t.flatten() for t in first]), expected, rtol=0, atol=0)
+    pointers = [t.data_ptr() for t in first]
+    second = source.like(tensors)
+    assert [t.data_ptr() for t in second] == pointers  # no new buffers, no new views
+    expected = torch.randn(23, generator=reference)
+    torch.testing.assert_close(torch.cat([t.flatten() for t in second]), expected, rtol=0, atol=0)
+    other = source.like([torch.empty(6, dtype=torch.float64)])  # new shapes: new buffers
+    assert other[0].dtype == torch.float64 and other[0].shape == (6,)

@@ -32,8 +32,11 @@ as with any torch code.
 
 ``fused=True`` (SGLD and pSGLD) runs the elementwise part of a step as one compiled function
 (:mod:`sgmcmc.fused`): the same update with other rounding and noise generated in the kernel by
-Philox, keyed from the generator (saved as ``"counter_noise"``), in fewer passes over memory
-and, on a GPU, fewer kernel launches; the first step compiles.
+Philox, keyed from the generator (saved as ``"counter_noise"``), in fewer passes over memory;
+the first step compiles. It pays on a CPU, where a step is bound by memory traffic; on a GPU
+a step of a small model is bound by the host's dispatch, and the compiled function's guards
+and wrapper cost more host time than the few foreach operations they replace (measured on an
+H200: ``benchmarks/sampler_overhead.py``), so leave ``fused=False`` there.
 """
 
 from __future__ import annotations
@@ -200,6 +203,12 @@ class LangevinSampler(torch.optim.Optimizer):
         )
         return True
 
+    @classmethod
+    def _identity_preconditioner(cls) -> bool:
+        """Whether ``P = I``: no hook of this class is overridden."""
+        hooks = ("_update_preconditioner", "_precondition", "_add_preconditioned_")
+        return all(getattr(cls, hook) is getattr(LangevinSampler, hook) for hook in hooks)
+
     # ------------------------------------------------------------------------------ step
     @torch.no_grad()
     def step(self, closure=None):
@@ -228,7 +237,10 @@ class LangevinSampler(torch.optim.Optimizer):
             scales = (drift_scale, noise_scale, noise_power, preconditioned_drift)
             if group["fused"] and self._fused_step(group, params, grads, temperature, scales):
                 continue
-            if group["weight_decay"] != 0:
+            if group["weight_decay"] != 0 and self._identity_preconditioner():
+                # P = I: θ + drift·(g + λθ) = (1 + drift·λ)·θ + drift·g, with no new tensors
+                torch._foreach_mul_(params, 1.0 + drift_scale * group["weight_decay"])
+            elif group["weight_decay"] != 0:
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             prepared = self._update_preconditioner(group, params, grads)
             # P depends on the state, not on θ: the drift may move θ before the noise is added.

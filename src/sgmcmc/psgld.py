@@ -192,7 +192,13 @@ class _Denominators:
             torch._foreach_add_(base, self._eps)
             return base
         if power == 0.5:
-            return torch._foreach_sqrt(self.power(1.0))
+            # The last power a step asks for: sqrt in place of D's own buffer, unless D is
+            # the state itself (m); D is then computed anew if asked for again.
+            base = self._powers.pop(1.0, None) or self._compute(1.0)
+            if base is self._averages:
+                return torch._foreach_sqrt(base)
+            torch._foreach_sqrt_(base)
+            return base
         return torch._foreach_pow(self.power(1.0), power)
 
 
