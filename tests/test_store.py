@@ -162,3 +162,21 @@ def test_without_arviz_or_a_netcdf4_engine_traces_stay_npz(result, tmp_path, mon
     groups = loaded.traces()
     assert set(groups) == {"posterior", "sample_stats"}
     assert groups["posterior"]["probe_log_lik"].shape == (1, 2, 4)
+
+
+def test_stored_predictions_are_an_npz_that_numpy_reads_and_that_holds_no_pickles():
+    import io
+
+    import numpy as np
+
+    arrays = {
+        "fig4/test/averaged/max_prob": np.linspace(0.1, 1.0, 1000, dtype=np.float16),
+        "test/index": np.arange(1000, dtype=np.uint16)[::-1].copy(),
+    }
+    with np.load(io.BytesIO(store.npz_bytes(arrays))) as loaded:
+        assert loaded.files == list(arrays)
+        for name, array in arrays.items():
+            assert loaded[name].dtype == array.dtype
+            np.testing.assert_array_equal(loaded[name], array)
+    with pytest.raises(ValueError, match="pickle"):
+        store.npz_bytes({"objects": np.array([{"a": 1}], dtype=object)})

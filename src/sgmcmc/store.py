@@ -21,6 +21,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,7 @@ def write_folder(result: RunResult, folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / RUN_FILE).unlink(missing_ok=True)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **result.predictions)
-        _atomic_write(folder / PREDICTIONS_FILE, buffer.getvalue())
+        _atomic_write(folder / PREDICTIONS_FILE, npz_bytes(result.predictions))
         for name in TRACE_FILES:
             (folder / name).unlink(missing_ok=True)
         artifacts = {PREDICTIONS_FILE: (folder / PREDICTIONS_FILE).stat().st_size}
@@ -80,6 +79,19 @@ def write_folder(result: RunResult, folder: Path) -> Path:
     except OSError as exc:
         raise UserError(f"cannot write the run to {folder}: {exc.strerror or exc}") from None
     return folder
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``.npz`` of ``arrays`` (no pickles) as ``np.savez`` lays it out, LZMA-compressed:
+    ``np.load`` reads it, and the store's per-example float16 arrays take about a tenth less
+    room than with ``np.savez_compressed``'s deflate."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_LZMA) as archive:
+        for name, array in arrays.items():
+            entry = io.BytesIO()
+            np.lib.format.write_array(entry, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(f"{name}.npy", entry.getvalue())
+    return buffer.getvalue()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
