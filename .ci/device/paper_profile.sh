@@ -16,7 +16,7 @@
 # SGLD/pSGLD); on an H100 with 12 workers 185 s (SGLD/pSGLD) and 275 s (KSGLD, langevin).
 # The langevin chains of notebooks 06 and 07, alone:
 #   SWEEPS=0 WORKERS=9 RUN_SECONDS=280 PRECOMPUTE_ARGS="--convention langevin" bash ...
-# The committed store (~35 MB) and the carried data (~47 MB) exceed a 64 MiB upload: leave the
+# The committed store (~48 MB) and the carried data (~47 MB) exceed a 64 MiB upload: leave the
 # store out of the upload for the call (delete the `!results/paper/` line of .gitignore and
 # `git rm -r -q --cached results/paper`; afterwards `git checkout .gitignore && git reset -q`)
 # and pass PRECOMPUTE_ARGS that select only missing runs, since the machine's store is empty:

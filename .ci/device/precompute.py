@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import time
+from pathlib import Path
 
 from sgmcmc.plan import notebook_configs
 from sgmcmc.store import find_result, run_or_load
@@ -132,7 +133,7 @@ def main() -> None:
         help="write the keys of the selected configs that this store lacks to FILE and exit",
     )
     args = parser.parse_args()
-    keys = frozenset(open(args.keys).read().split()) if args.keys else None
+    keys = frozenset(Path(args.keys).read_text().split()) if args.keys else None
     train_sizes = tuple(args.train_size) if args.train_size else None
     notebooks = tuple(args.notebook) if args.notebook else None
     configs = _configs(
@@ -141,8 +142,7 @@ def main() -> None:
     print(f"{len(configs)} configs for profile {args.profile}", flush=True)
     if args.write_missing:
         missing = [c.key() for c in configs if find_result(c) is None]
-        with open(args.write_missing, "w") as f:
-            f.writelines(f"{k}\n" for k in missing)
+        Path(args.write_missing).write_text("".join(f"{k}\n" for k in missing))
         print(f"{len(missing)} missing, keys written to {args.write_missing}")
         return
     if args.list:

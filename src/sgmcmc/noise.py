@@ -63,10 +63,6 @@ class NoiseSource:
             self.standard_normal_(flat)
         return views
 
-    def standard_normal(self, size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """A new flat standard-normal vector of ``size`` numbers."""
-        return self.standard_normal_(torch.empty(size, device=device, dtype=dtype))
-
     def standard_normal_(self, flat: Tensor) -> Tensor:
         """Fill the contiguous vector ``flat`` with standard normals, in place, and return it."""
         device = flat.device

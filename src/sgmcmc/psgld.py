@@ -194,7 +194,7 @@ class _Denominators:
         if power == 0.5:
             # The last power a step asks for: sqrt in place of D's own buffer, unless D is
             # the state itself (m); D is then computed anew if asked for again.
-            base = self._powers.pop(1.0, None) or self._compute(1.0)
+            base = self._powers.pop(1.0) if 1.0 in self._powers else self._compute(1.0)
             if base is self._averages:
                 return torch._foreach_sqrt(base)
             torch._foreach_sqrt_(base)
