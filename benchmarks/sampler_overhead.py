@@ -22,7 +22,9 @@ On a CPU that other work shares, ``--threads 1`` avoids the stalls two-thread ke
 when the machine is oversubscribed.
 
 ``*-fused`` methods pass ``fused=True`` (:mod:`sgmcmc.fused`): their first step, in the warm-up,
-compiles the update. To add a sampler, add one entry to ``METHODS``.
+compiles the update. ``*-graph`` methods add ``cuda_graph=True`` (:mod:`sgmcmc.graphed`): the
+second step captures the compiled update as a CUDA graph; they need ``--device cuda``. To add a
+sampler, add one entry to ``METHODS``.
 """
 
 from __future__ import annotations
@@ -117,6 +119,35 @@ METHODS: dict[str, Method] = {
             model.parameters(), lr=0.02, convention="paper", generator=g, fused=True
         ),
         "mean",
+    ),
+    # cuda_graph=True: the fused update replayed as a CUDA graph (sgmcmc.graphed); GPU only.
+    "sgld-wd-graph": Method(
+        lambda model, g: SGLD(
+            model.parameters(),
+            lr=0.01 / NUM_DATA,
+            weight_decay=1.0,
+            generator=g,
+            fused=True,
+            cuda_graph=True,
+        ),
+        "likelihood",
+    ),
+    "psgld-graph": Method(
+        lambda model, g: PSGLD(
+            model.parameters(), lr=1e-5, generator=g, fused=True, cuda_graph=True
+        ),
+        "potential",
+    ),
+    "psgld-wd-graph": Method(
+        lambda model, g: PSGLD(
+            model.parameters(),
+            lr=1e-5,
+            weight_decay=1.0,
+            generator=g,
+            fused=True,
+            cuda_graph=True,
+        ),
+        "likelihood",
     ),
     # KSGLD with KFAC's default schedule (factor_every, inverse_every, max_rows); prior_std 1.
     # The rates keep 3 x 118 steps on random labels finite; timing does not depend on them.
@@ -363,7 +394,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block", type=int, help="steps per turn (default: 1 CPU, 10 GPU)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        help="default: all (the *-graph ones on a CUDA device only)",
+    )
     parser.add_argument("--mnist", action="store_true", help="real MNIST batches, not random")
     parser.add_argument(
         "--warmup", type=int, default=0, help="SGD steps (with K-FAC estimating) to start from"
@@ -377,7 +413,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    methods = ["sgd", *[name for name in args.methods if name != "sgd"]]
+    chosen = args.methods or [
+        name for name in METHODS if device.type == "cuda" or not name.endswith("-graph")
+    ]
+    methods = ["sgd", *[name for name in chosen if name != "sgd"]]
 
     generator = torch.Generator().manual_seed(0)
     initial = PaperCNN(generator=generator).state_dict()

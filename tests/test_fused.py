@@ -163,3 +163,23 @@ def test_a_gpu_step_never_waits_for_the_device(variant, fused, device):
     with forbid_device_waits():
         for _ in range(3):
             sampler.step()
+
+
+@NEEDS_COMPILER
+def test_configurations_beyond_dynamos_recompile_limit_each_compile_once(monkeypatch):
+    """Each configuration compiles its own copy of the update: with the limit at 1, a second
+    configuration of the same code would fail under ``fullgraph=True``."""
+    from sgmcmc import fused
+
+    fused._compiled.cache_clear()
+    monkeypatch.setattr(torch._dynamo.config, "cache_size_limit", 1)
+    params = _params()
+    for p in params:
+        p.grad = torch.ones_like(p)
+    for make in (
+        lambda: SGLD(params, 1e-3, fused=True),
+        lambda: SGLD(params, 1e-3, temperature=0.0, fused=True),
+        lambda: PSGLD(params, 1e-3, fused=True),
+    ):
+        make().step()
+    assert fused._compiled.cache_info().currsize == 3

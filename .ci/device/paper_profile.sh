@@ -12,6 +12,7 @@
 #   PRECOMPUTE_ARGS  extra arguments of precompute.py (e.g. "--convention langevin")
 #   BENCH_METHODS    the benchmark's methods ("" skips it); it runs last, on an idle GPU
 #   BENCH_SECONDS    time kept for it after the runs (default 90)
+# The samplers' GPU check alone (CUDA tests and benchmark, no data): .ci/device/sampler_check.sh
 # Measured: 20-epoch main runs take 130 s each with 9 workers on an H200, 90 s with 6 (langevin
 # SGLD/pSGLD); on an H100 with 12 workers 185 s (SGLD/pSGLD) and 275 s (KSGLD, langevin).
 # The langevin chains of notebooks 06 and 07, alone:
@@ -28,7 +29,7 @@ total=${SECONDS_TOTAL:-540}
 run_s=${RUN_SECONDS:-200}
 workers=${WORKERS:-8}
 bench_s=${BENCH_SECONDS:-90}
-bench=${BENCH_METHODS-sgld sgld-wd sgld-paper psgld psgld-wd psgld-paper sgld-fused psgld-fused psgld-wd-fused}
+bench=${BENCH_METHODS-sgld sgld-wd sgld-paper psgld psgld-wd psgld-paper sgld-fused psgld-fused sgld-wd-graph psgld-graph psgld-wd-graph}
 left() { echo $(( total - ($(date +%s) - start) )); }
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
@@ -57,7 +58,7 @@ if [ "${SWEEPS:-1}" != 0 ]; then
 fi
 
 echo "== cuda tests, beside the runs ($(left)s left)"
-timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_fused.py \
+timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_fused.py tests/test_graphed.py \
   tests/test_philox.py tests/test_transfer.py tests/test_langevin.py tests/test_attacks.py \
   tests/test_metrics.py tests/test_ksgld.py > "$OUT/cuda-tests.txt" 2>&1 &
 tests=$!

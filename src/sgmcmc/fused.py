@@ -18,6 +18,9 @@ the step counter recompiles.
 from __future__ import annotations
 
 import functools
+import types
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -67,17 +70,32 @@ def _langevin_update(
         p.add_(step)
 
 
-def langevin_update(*args, **kwargs) -> None:
+def langevin_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    averages: list[Tensor],
+    seed: Tensor | None,
+    scalars: Tensor,
+    **configuration: Any,
+) -> None:
     """One step in place: ``(params, grads, averages, seed, scalars)`` (``seed``: the noise's
     :func:`sgmcmc.philox.standard_normal` seed, ``None`` at T = 0; ``scalars`` as
     :data:`SCALARS`), keywords ``average``: ``None`` (``P = I``),
     ``"square_avg"`` (``V``, ``P = 1/(ε + sqrt(V))``) or ``"m"`` (the paper's recursion,
     ``P = 1/m``); ``adapt``: update ``averages`` first; ``drift_preconditioned``;
     ``noise_power``: ``P``'s power on the noise (0.5 langevin, 1 paper); ``weight_decay``.
-    Compiled on first use."""
-    _compiled()(*args, **kwargs)
+    Compiled on first use of each configuration (the keywords and whether ``seed`` is given)."""
+    key = (seed is None, *sorted(configuration.items()))
+    _compiled(key)(params, grads, averages, seed, scalars, **configuration)
 
 
 @functools.cache
-def _compiled():
-    return torch.compile(_langevin_update, fullgraph=True)
+def _compiled(configuration: tuple) -> Callable[..., None]:
+    """The update compiled for one configuration, from a copy of its code: Dynamo keeps the
+    compilations of a code object in one cache of at most ``recompile_limit`` (8) entries,
+    beyond which ``fullgraph=True`` fails, and a process may step more configurations (and
+    parameter lists) than that."""
+    update = types.FunctionType(
+        _langevin_update.__code__.replace(), _langevin_update.__globals__, "langevin_update"
+    )
+    return torch.compile(update, fullgraph=True)

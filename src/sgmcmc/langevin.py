@@ -36,7 +36,9 @@ Philox, keyed from the generator (saved as ``"counter_noise"``), in fewer passes
 the first step compiles. It pays on a CPU, where a step is bound by memory traffic; on a GPU
 a step of a small model is bound by the host's dispatch, and the compiled function's guards
 and wrapper cost more host time than the few foreach operations they replace (measured on an
-H200: ``benchmarks/sampler_overhead.py``), so leave ``fused=False`` there.
+H200: ``benchmarks/sampler_overhead.py``). ``cuda_graph=True`` (with ``fused=True``, on a GPU)
+removes that cost: the compiled update is captured as a CUDA graph and replayed
+(:mod:`sgmcmc.graphed`), the same chain bit for bit.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sgmcmc.graphed import GraphedUpdate, check_device
 from sgmcmc.noise import NoiseSource
 from sgmcmc.transfer import host_tensor
 
@@ -70,6 +73,8 @@ class LangevinSampler(torch.optim.Optimizer):
         generator: ``torch.Generator`` for the noise, on the parameters' device.
         fused: compile the step's elementwise update into one function (module docstring);
             only for subclasses that implement :meth:`_prepare_fused`.
+        cuda_graph: with ``fused=True`` and parameters on a CUDA device, replay the compiled
+            update as a CUDA graph (:mod:`sgmcmc.graphed`).
         **extra_defaults: further per-group hyper-parameters of a subclass.
 
     Subclasses override :meth:`_update_preconditioner` and :meth:`_precondition`; a diagonal
@@ -88,9 +93,11 @@ class LangevinSampler(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         generator: torch.Generator | None = None,
         fused: bool = False,
+        cuda_graph: bool = False,
         **extra_defaults: Any,
     ) -> None:
         self.noise_source = NoiseSource(generator)
+        self._graphed: dict[int, GraphedUpdate] = {}  # per group, by id, for cuda_graph=True
         defaults = dict(
             lr=lr,
             convention=convention,
@@ -98,6 +105,7 @@ class LangevinSampler(torch.optim.Optimizer):
             temperature=temperature,
             weight_decay=weight_decay,
             fused=fused,
+            cuda_graph=cuda_graph,
             **extra_defaults,
         )
         super().__init__(params, defaults)
@@ -112,6 +120,11 @@ class LangevinSampler(torch.optim.Optimizer):
         _validate_group(group)
         if group["fused"] and not self.fusable:
             raise ValueError(f"fused=True is not available for {type(self).__name__}; use False")
+        if group["cuda_graph"] and not group["fused"]:
+            raise ValueError("cuda_graph=True replays the fused update; pass fused=True as well")
+        if group["cuda_graph"]:
+            for p in group["params"]:
+                check_device(p.device)
         if group["precondition"] is None:
             group["precondition"] = _DEFAULT_PRECONDITION[group["convention"]]
 
@@ -178,29 +191,31 @@ class LangevinSampler(torch.optim.Optimizer):
             return False
         averages, kind, adapt = prepared
         drift_scale, noise_scale, noise_power, preconditioned_drift = scales
-        seed = self.noise_source.counter_seed(params[0].device) if temperature > 0.0 else None
-        values = {
+        named = {
             "alpha": group.get("alpha") or 0.0,
             "eps": group.get("eps") or 0.0,
             "drift": drift_scale,
             "noise": noise_scale,
             "weight_decay": group["weight_decay"],
         }
-        scalars = host_tensor(
-            [values[name] for name in fused.SCALARS], params[0].dtype, params[0].device
-        )
-        fused.langevin_update(
-            params,
-            grads,
-            averages,
-            seed,
-            scalars,
+        values = [named[name] for name in fused.SCALARS]
+        flags = dict(
             average=kind,
             adapt=adapt,
             drift_preconditioned=preconditioned_drift,
             noise_power=noise_power,
             weight_decay=group["weight_decay"] != 0,
         )
+        noisy = temperature > 0.0
+        if group.get("cuda_graph"):
+            graphed = self._graphed.setdefault(id(group), GraphedUpdate())
+            draw = self.noise_source.next_draw() if noisy else None
+            graphed(params, grads, averages, draw, values, **flags)
+            return True
+        device = params[0].device
+        seed = self.noise_source.counter_seed(device) if noisy else None
+        scalars = host_tensor(values, params[0].dtype, device)
+        fused.langevin_update(params, grads, averages, seed, scalars, **flags)
         return True
 
     @classmethod
@@ -267,6 +282,7 @@ class LangevinSampler(torch.optim.Optimizer):
         }
         super().load_state_dict(state_dict)
         self.noise_source.load_state_dict(noise_state)
+        self._graphed.clear()  # the groups are new dicts, the state new tensors
 
 
 def _validate_group(group: dict[str, Any]) -> None:
@@ -286,8 +302,9 @@ def _validate_group(group: dict[str, Any]) -> None:
         or not 0 <= weight_decay < math.inf
     ):
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    if not isinstance(group["fused"], bool):
-        raise ValueError(f"fused must be True or False, got {group['fused']!r}")
+    for flag in ("fused", "cuda_graph"):
+        if not isinstance(group[flag], bool):
+            raise ValueError(f"{flag} must be True or False, got {group[flag]!r}")
     convention, precondition = group["convention"], group["precondition"]
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")

@@ -88,17 +88,21 @@ class NoiseSource:
             self._streams = [torch.Generator().manual_seed(base + i) for i in range(STREAMS)]
         return self._streams
 
-    def counter_seed(self, device: torch.device | str) -> Tensor:
-        """The seed of the next counter-based draw (:func:`sgmcmc.philox.standard_normal`) on
-        ``device``: the key, drawn from the generator on first use, and the number of draws
-        made before this one."""
+    def next_draw(self) -> tuple[tuple[int, int], int]:
+        """The key and number of the next counter-based draw, counted as made: the key is
+        drawn from the generator on first use, the number is the count of draws before."""
         if self._counter_noise is None:
             on = self.generator.device if self.generator is not None else "cpu"
             key = torch.randint(0, 2**32, (2,), generator=self.generator, device=on).tolist()
             self._counter_noise = [*key, 0]
         k0, k1, draws = self._counter_noise
         self._counter_noise[2] = draws + 1
-        return philox.seed_words((k0, k1), draws, device)
+        return (k0, k1), draws
+
+    def counter_seed(self, device: torch.device | str) -> Tensor:
+        """The seed of the next counter-based draw (:func:`sgmcmc.philox.standard_normal`) on
+        ``device`` (:meth:`next_draw`'s key and number)."""
+        return philox.seed_words(*self.next_draw(), device)
 
     def state_dict(self) -> dict[str, Any]:
         """The generator's state (when one was given), the streams' (once seeded) and the

@@ -72,8 +72,13 @@ def standard_normal(size: int, seed: Tensor, dtype: torch.dtype = torch.float32)
     return torch.stack(pairs, dim=1).flatten()[:size].to(dtype)
 
 
+def words(key: tuple[int, int], counter: int) -> list[int]:
+    """The four 32-bit words of :func:`standard_normal`'s ``seed`` for draw number ``counter``
+    (< 2**64) under a 64-bit ``key``: the key's, then the counter's low and high word."""
+    return [key[0] & WORD, key[1] & WORD, counter & WORD, (counter >> 32) & WORD]
+
+
 def seed_words(key: tuple[int, int], counter: int, device: torch.device | str) -> Tensor:
-    """The ``seed`` tensor of :func:`standard_normal` for draw number ``counter`` (< 2**64)
-    under a 64-bit ``key``; a GPU's copy is queued without waiting (:mod:`sgmcmc.transfer`)."""
-    words = [key[0] & WORD, key[1] & WORD, counter & WORD, (counter >> 32) & WORD]
-    return host_tensor(words, torch.int64, device)
+    """:func:`words` as the ``seed`` tensor on ``device``; a GPU's copy is queued without
+    waiting (:mod:`sgmcmc.transfer`)."""
+    return host_tensor(words(key, counter), torch.int64, device)

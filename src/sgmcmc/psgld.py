@@ -45,6 +45,8 @@ class PSGLD(LangevinSampler):
             the square root of the ``m`` recursion).
         burn_in: number of preconditioner updates after which it freezes (``None``: never).
         fused: compile the update into one function (:mod:`sgmcmc.fused`).
+        cuda_graph: with ``fused=True`` on a GPU, replay the compiled update as a CUDA graph
+            (:mod:`sgmcmc.graphed`).
 
     State per parameter: ``square_avg`` (``V``, langevin) or ``m`` (paper), and ``step``, the
     number of preconditioner updates so far.
@@ -66,6 +68,7 @@ class PSGLD(LangevinSampler):
         eps: float | None = None,
         burn_in: int | None = None,
         fused: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -80,6 +83,7 @@ class PSGLD(LangevinSampler):
             burn_in=burn_in,
             preconditioner_frozen=False,
             fused=fused,
+            cuda_graph=cuda_graph,
         )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:

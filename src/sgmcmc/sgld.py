@@ -21,7 +21,8 @@ class SGLD(LangevinSampler):
     ``precondition`` is accepted for uniformity with the other samplers; with ``P = I`` both
     choices give the same step. ``weight_decay=1/σ²`` with ``potential(..., prior_std=None)``
     is the cheaper equivalent of ``potential(..., prior_std=σ)`` on a GPU. ``fused=True``
-    compiles the update into one function (:mod:`sgmcmc.fused`). See
+    compiles the update into one function (:mod:`sgmcmc.fused`); on a GPU add
+    ``cuda_graph=True`` to replay it as a CUDA graph (:mod:`sgmcmc.graphed`). See
     :class:`sgmcmc.langevin.LangevinSampler` for the rest.
 
     Example::
@@ -46,6 +47,7 @@ class SGLD(LangevinSampler):
         weight_decay: float = 0.0,
         generator: torch.Generator | None = None,
         fused: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -56,6 +58,7 @@ class SGLD(LangevinSampler):
             weight_decay=weight_decay,
             generator=generator,
             fused=fused,
+            cuda_graph=cuda_graph,
         )
 
     def _prepare_fused(self, group: dict[str, Any], params: list[Tensor]):

@@ -18,3 +18,12 @@ def host_tensor(
     if device.type != "cuda":
         return torch.tensor(values, dtype=dtype, device=device)
     return torch.tensor(values, dtype=dtype, pin_memory=True).to(device, non_blocking=True)
+
+
+def copy_values_(target: Tensor, values: list[float] | list[int]) -> Tensor:
+    """``target.copy_(values)`` for a 1-D ``target`` of as many elements, in place (a CUDA
+    graph may read ``target``'s address), queued without waiting on a CUDA device."""
+    if target.device.type != "cuda":
+        return target.copy_(torch.tensor(values, dtype=target.dtype))
+    source = torch.tensor(values, dtype=target.dtype, pin_memory=True)
+    return target.copy_(source, non_blocking=True)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The samplers on one GPU machine (the device tool's bare CUDA image, its own python3, torch and
+# pytest; no data, nothing carried): the CUDA tests of the sampler modules, then the overhead
+# benchmark against plain SGD. Writes $OUT/cuda-tests.txt and $OUT/bench.txt. About 3 minutes on
+# an H200, most of it compiling the fused updates.
+#   BENCH_METHODS  the benchmark's methods (default: the GPU target's, foreach and graphed)
+#   BENCH_STEPS    timed steps per method (default 236, two epochs)
+set -u
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+exec > >(tee "$OUT/log.txt") 2>&1
+nvidia-smi -L
+python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__)"
+echo "== cuda tests"
+timeout 240 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_graphed.py \
+  tests/test_fused.py tests/test_philox.py tests/test_transfer.py tests/test_langevin.py \
+  > "$OUT/cuda-tests.txt" 2>&1
+tail -n 15 "$OUT/cuda-tests.txt"
+echo "== benchmark"
+methods=${BENCH_METHODS:-sgld sgld-wd psgld psgld-wd sgld-wd-graph psgld-graph psgld-wd-graph}
+# shellcheck disable=SC2086
+timeout 240 python3 benchmarks/sampler_overhead.py --device cuda --steps "${BENCH_STEPS:-236}" \
+  --profile --methods $methods > "$OUT/bench.txt" 2>&1
+cat "$OUT/bench.txt"
