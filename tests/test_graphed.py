@@ -25,8 +25,8 @@ def simulated_graphs_on_a_cpu(monkeypatch):
     monkeypatch.setattr(graphed, "DEVICE_TYPES", ("cuda", "cpu"))
     real_capture = graphed.capture
 
-    def capture(run):
-        return run if not torch.cuda.is_available() else real_capture(run)
+    def capture(run, device):
+        return run if device.type == "cpu" else real_capture(run, device)
 
     monkeypatch.setattr(graphed, "capture", capture)
 
@@ -162,3 +162,16 @@ def test_bad_cuda_graph_arguments_name_the_fix(monkeypatch):
         PSGLD(params, 1e-3, fused=True, cuda_graph=True)
     with pytest.raises(ValueError, match="cuda_graph must be True or False"):
         SGLD(params, 1e-3, fused=True, cuda_graph=1)
+
+
+@NEEDS_COMPILER
+def test_a_failed_capture_names_the_fix(monkeypatch):
+    def capture(run, device):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphed, "capture", capture)
+    params = _params("cpu")
+    sampler = SGLD(params, 1e-3, temperature=0.0, fused=True, cuda_graph=True)
+    _advance(sampler, params, range(1))  # runs directly
+    with pytest.raises(RuntimeError, match="CUDA graph failed .*; pass cuda_graph=False"):
+        _advance(sampler, params, range(1, 2))

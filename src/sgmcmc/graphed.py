@@ -34,12 +34,12 @@ from sgmcmc.transfer import copy_values_
 DEVICE_TYPES = ("cuda",)
 
 
-def capture(run: Callable[[], None]) -> Callable[[], None]:
-    """Record ``run``'s kernels as a CUDA graph, without running them; return its replay.
-
-    ``thread_local`` capture lets other threads (a data loader's) use CUDA meanwhile."""
+def capture(run: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    """Record ``run``'s kernels on ``device`` as a CUDA graph, without running them; return its
+    replay (on the current stream). ``thread_local`` capture lets other threads (a data
+    loader's) use CUDA meanwhile."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+    with torch.cuda.device(device), torch.cuda.graph(graph, capture_error_mode="thread_local"):
         run()
     return graph.replay
 
@@ -108,7 +108,13 @@ class GraphedUpdate:
             self._run(params, averages, flags)  # compiles, outside a graph this once
             self._warm = True
         else:
-            self._replay = capture(lambda: self._run(params, averages, flags))
+            try:
+                self._replay = capture(lambda: self._run(params, averages, flags), device)
+            except RuntimeError as error:
+                raise RuntimeError(
+                    f"capturing the fused update as a CUDA graph failed ({error}); "
+                    "pass cuda_graph=False"
+                ) from error
             self.captures += 1
             self._replay()
 
