@@ -15,15 +15,15 @@ def host_tensor(
     """``torch.tensor(values, dtype=dtype)`` on ``device``; on a CUDA device through pinned
     memory and an asynchronous copy (torch's host allocator keeps the buffer until it is done)."""
     device = torch.device(device)
-    if device.type != "cuda":
-        return torch.tensor(values, dtype=dtype, device=device)
-    return torch.tensor(values, dtype=dtype, pin_memory=True).to(device, non_blocking=True)
+    return _staged(values, dtype, device).to(device, non_blocking=True)
 
 
 def copy_values_(target: Tensor, values: list[float] | list[int]) -> Tensor:
     """``target.copy_(values)`` for a 1-D ``target`` of as many elements, in place (a CUDA
     graph may read ``target``'s address), queued without waiting on a CUDA device."""
-    if target.device.type != "cuda":
-        return target.copy_(torch.tensor(values, dtype=target.dtype))
-    source = torch.tensor(values, dtype=target.dtype, pin_memory=True)
-    return target.copy_(source, non_blocking=True)
+    return target.copy_(_staged(values, target.dtype, target.device), non_blocking=True)
+
+
+def _staged(values: list[float] | list[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``values`` in host memory, pinned when they are bound for a CUDA device."""
+    return torch.tensor(values, dtype=dtype, pin_memory=device.type == "cuda")
