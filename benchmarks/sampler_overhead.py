@@ -22,8 +22,8 @@ On a CPU that other work shares, ``--threads 1`` avoids the stalls two-thread ke
 when the machine is oversubscribed.
 
 ``*-fused`` methods pass ``fused=True`` (:mod:`sgmcmc.fused`): their first step, in the warm-up,
-compiles the update. ``*-graph`` methods add ``cuda_graph=True`` (:mod:`sgmcmc.graphed`): the
-second step captures the compiled update as a CUDA graph; they need ``--device cuda``. To add a
+compiles the update. ``*-graph`` methods add ``cuda_graph=True`` (:mod:`sgmcmc.graphed`): a
+warm-up step captures the compiled update as a CUDA graph; they need ``--device cuda``. To add a
 sampler, add one entry to ``METHODS``.
 """
 
@@ -383,6 +383,13 @@ def print_profile(
     print(table.table(sort_by="self_cpu_time_total", row_limit=10))
 
 
+def graph_counts(optimizer: torch.optim.Optimizer) -> tuple[int, int]:
+    """CUDA graphs a ``cuda_graph=True`` optimizer captured, and the steps on which it copied
+    the gradients (they had moved since the capture); ``(0, 0)`` for other optimizers."""
+    graphs = getattr(optimizer, "_graphed", {}).values()
+    return sum(g.captures for g in graphs), sum(g.copied_steps for g in graphs)
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -446,6 +453,7 @@ def main(argv: list[str] | None = None) -> None:
         chunk = batches[start : start + block]
         for name in methods[shift:] + methods[:shift]:
             seconds[name].append(runs[name].seconds_per_step(chunk, device))
+    graphs = {name: graph_counts(run.optimizer) for name, run in runs.items()}
     del runs
 
     costs = {name: step_cost(METHODS[name], initial, device, 20, kfac_state) for name in methods}
@@ -465,6 +473,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{name:<12} {per_epoch:>9.3f} {ratio:>7.3f} {costs[name][0]:>10.2f} "
             f"{'compiled' if costs[name][1] is None else costs[name][1]:>11}"
         )
+    for name, (captures, copied) in graphs.items():
+        if captures:
+            print(
+                f"{name}: {captures} graph{'s' * (captures != 1)} captured, gradients copied "
+                f"in {copied} of {args.steps + 2} steps"
+            )
     if args.profile:
         for name in methods:
             print_profile(name, initial, pool, device, kfac_state)

@@ -41,14 +41,22 @@ def _psgld(params, cuda_graph: bool, device: str) -> PSGLD:
     return PSGLD(params, 1e-3, burn_in=4, generator=generator, fused=True, cuda_graph=cuda_graph)
 
 
-def _advance(sampler, params, steps: range, events=None) -> None:
-    """``steps`` with gradients fixed by the step's number, after ``events[step]`` if any."""
+def _gradients(params: list[torch.Tensor], step: int) -> list[torch.Tensor]:
+    """The gradients of step number ``step``, new tensors on the parameters' device."""
+    values = torch.Generator().manual_seed(step)
+    return [torch.randn(p.shape, generator=values).to(p.device) for p in params]
+
+
+def _advance(sampler, params, steps: range, events=None, held=None) -> None:
+    """``steps`` with gradients fixed by the step's number, after ``events[step]`` if any; the
+    gradients are new tensors at every step, each at its own address (all kept in ``held``)."""
+    held = [] if held is None else held
     for step in steps:
         if events and step in events:
             events[step](sampler, params)
-        grads = torch.Generator().manual_seed(step)
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=grads).to(p.device)
+        held.append(_gradients(params, step))
+        for p, grad in zip(params, held[-1], strict=True):
+            p.grad = grad
         sampler.step()
 
 
@@ -98,6 +106,29 @@ def test_a_graphed_chain_is_the_fused_chain_bit_for_bit(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_gradients_where_they_were_are_read_in_place_and_moved_ones_from_copies(device):
+    """Gradients written into two sets of tensors, A or B, by step: A A A A A B B B A B. The
+    graph captured at step 1 reads A in place; B at step 5 moved, so it is copied for a second
+    graph; B where it was at step 6 gets a graph that reads it in place, and A at step 8 is a
+    move again (copied, the copy graph replayed): 3 captures, 2 copied steps, and the fused
+    chain bit for bit."""
+    schedule = "AAAAABBBAB"
+    chains = {}
+    for cuda_graph in (False, True):
+        params = _params(device)
+        sampler = _psgld(params, cuda_graph, device)
+        sets = {name: [torch.zeros_like(p) for p in params] for name in "AB"}
+        for step, name in enumerate(schedule):
+            for p, grad, value in zip(params, sets[name], _gradients(params, step), strict=True):
+                p.grad = grad.copy_(value)
+            sampler.step()
+        chains[cuda_graph] = params, sampler
+    _assert_identical(chains[True][0], chains[False][0])
+    (graph,) = chains[True][1]._graphed.values()
+    assert (graph.captures, graph.copied_steps) == (3, 2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_a_graphed_chain_resumes_bit_identically_from_its_state_dict(device):
     params = _params(device)
     sampler = _psgld(params, True, device)
@@ -143,14 +174,29 @@ def test_the_draw_counter_carries_into_its_high_word_as_in_the_fused_chain(devic
 
 @pytest.mark.parametrize("device", [CUDA])
 def test_replayed_steps_never_wait_for_the_device(device):
+    """Both graphs, the one reading gradients in place (set A) and the one reading copies (set
+    B), are captured first (a capture synchronises), then replayed without waiting."""
     params = _params(device)
     sampler = _psgld(params, True, device)
-    _advance(sampler, params, range(2))  # compiles, then captures (which synchronises)
+    sets = {name: [torch.zeros_like(p) for p in params] for name in "AB"}
+    values = [_gradients(params, step) for step in range(8)]  # made before: a copy waits
+
+    def step(number: int, name: str) -> None:
+        for p, grad, value in zip(params, sets[name], values[number], strict=True):
+            p.grad = grad.copy_(value)
+        sampler.step()
+
+    for number, name in enumerate("AAB"):  # compiles, captures in place, captures the copy
+        step(number, name)
+    (graph,) = sampler._graphed.values()
+    assert graph.captures == 2
     with forbid_device_waits():
-        _advance(sampler, params, range(2, 5))
-        for group in sampler.param_groups:
-            group["lr"] = 5e-4  # a schedule's change is queued, not waited for
-        _advance(sampler, params, range(5, 7))
+        for number, name in enumerate("AABAB", start=3):
+            if number == 5:
+                for group in sampler.param_groups:
+                    group["lr"] = 5e-4  # a schedule's change is queued, not waited for
+            step(number, name)
+    assert (graph.captures, graph.copied_steps) == (2, 3)
 
 
 def test_bad_cuda_graph_arguments_name_the_fix(monkeypatch):

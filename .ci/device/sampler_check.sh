@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The samplers on one GPU machine (the device tool's bare CUDA image, its own python3, torch and
 # pytest; no data, nothing carried): the CUDA tests of the sampler modules, then the overhead
-# benchmark against plain SGD. Writes $OUT/cuda-tests.txt and $OUT/bench.txt. About 3 minutes on
-# an H200, most of it compiling the fused updates.
+# benchmark against plain SGD, and the GPU time of one update (updates captured as CUDA graphs).
+# Writes $OUT/cuda-tests.txt, $OUT/bench.txt and $OUT/update-gpu-time.txt. About 3 minutes on an
+# H200, most of it compiling the fused updates.
 #   BENCH_METHODS  the benchmark's methods (default: the GPU target's, foreach and graphed)
-#   BENCH_STEPS    timed steps per method (default 236, two epochs)
+#   BENCH_STEPS    timed steps per method (default 1180, ten epochs)
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 exec > >(tee "$OUT/log.txt") 2>&1
@@ -18,6 +19,9 @@ tail -n 15 "$OUT/cuda-tests.txt"
 echo "== benchmark"
 methods=${BENCH_METHODS:-sgld sgld-wd psgld psgld-wd sgld-wd-graph psgld-graph psgld-wd-graph}
 # shellcheck disable=SC2086
-timeout 240 python3 benchmarks/sampler_overhead.py --device cuda --steps "${BENCH_STEPS:-236}" \
+timeout 240 python3 benchmarks/sampler_overhead.py --device cuda --steps "${BENCH_STEPS:-1180}" \
   --profile --methods $methods > "$OUT/bench.txt" 2>&1
 cat "$OUT/bench.txt"
+echo "== GPU time of one update"
+timeout 120 python3 benchmarks/update_gpu_time.py > "$OUT/update-gpu-time.txt" 2>&1
+cat "$OUT/update-gpu-time.txt"

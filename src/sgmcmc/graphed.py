@@ -3,19 +3,22 @@
 On a GPU a small model's step is bound by the host's dispatch, and calling the compiled update
 of :mod:`sgmcmc.fused` costs more host time (Dynamo's guards, Inductor's wrapper: about 0.8 ms
 on an H200) than its kernel takes. A CUDA graph records the kernel launches once and replays
-them with one call. A graph reads and writes fixed addresses, so the update reads static
-buffers: each step copies the gradients into them (one foreach copy, the only per-step work
-besides the replay); the noise seed and the hyper-parameters are device tensors written only
-when they change (a loaded state dict, a learning-rate schedule), and the graph advances the
-seed's draw counter itself. A graphed chain is the fused chain: the same kernels on the same
-values, bit for bit.
+them with one call. A graph reads and writes fixed addresses: it reads the gradients where
+they are when they are where they were at capture (always, after
+``zero_grad(set_to_none=False)``; after ``set_to_none=True``, when the caching allocator hands
+back the same blocks); gradients that moved are first copied into static buffers that a second
+graph reads. The noise
+seed and the hyper-parameters are device tensors written only when they change (a loaded state
+dict, a learning-rate schedule), and the graph advances the seed's draw counter itself. A
+graphed chain is the fused chain: the same kernels on the same values, bit for bit.
 
-The first step of a configuration runs the update directly on the static buffers (compiling
-it); the next one captures it, then every step replays it on the current stream. It is
-captured again when a parameter's or state tensor's storage moves (``load_state_dict``,
-``.to()``) or the configuration changes (the burn-in ends, the temperature turns 0): the graph
-is checked against the tensors it was captured for at every step, so it never writes stale
-memory.
+The first step of a configuration runs the update directly (compiling it); a step whose
+gradients are where they were the step before captures the graph that reads them in place, a
+step whose gradients moved captures (once) the graph that reads the copies; later steps replay
+one of them on the current stream. Both are captured again when a parameter's or state tensor's
+storage moves (``load_state_dict``, ``.to()``) or the configuration changes (the burn-in ends,
+the temperature turns 0): the graphs are checked against the tensors they were captured for at
+every step, so they never read or write stale memory.
 """
 
 from __future__ import annotations
@@ -59,19 +62,23 @@ class GraphedUpdate:
     Call it as :func:`sgmcmc.fused.langevin_update`, but with the noise's draw as
     ``(key, number)`` (``None`` at T = 0) and the hyper-parameters as a list ordered as
     :data:`sgmcmc.fused.SCALARS`: it uploads them only when they differ from what the device
-    holds. ``captures`` counts the graphs captured so far.
+    holds. ``captures`` counts the graphs captured so far, ``copied_steps`` the steps whose
+    gradients were copied into static buffers.
     """
 
     def __init__(self) -> None:
         self.captures = 0
-        self._signature: tuple | None = None
-        self._grads: list[Tensor] = []
+        self.copied_steps = 0
+        self._signature: tuple | None = None  # the tensors and flags the graphs are for
         self._scalars: Tensor | None = None
         self._values: list[float] | None = None  # what ``_scalars`` holds
         self._seed: Tensor | None = None
         self._seed_draw: int | None = None  # the draw number ``_seed`` holds (None: unknown)
-        self._replay: Callable[[], None] | None = None
-        self._warm = False  # the update ran once on these buffers
+        self._warm = False  # the update ran once (compiled) for this configuration
+        self._previous_layout: list | None = None  # where the last step's gradients were
+        self._in_place: tuple[list, Callable[[], None]] | None = None  # (layout, replay)
+        self._grads: list[Tensor] = []  # static copies, when the gradients move
+        self._copy_replay: Callable[[], None] | None = None
 
     def __call__(
         self,
@@ -85,14 +92,13 @@ class GraphedUpdate:
         device = params[0].device
         check_device(device)
         signature = (
-            tuple((t.data_ptr(), t.shape) for t in params),
-            tuple((t.data_ptr(), t.shape) for t in averages),
+            [(t.data_ptr(), t.shape) for t in params],
+            [(t.data_ptr(), t.shape) for t in averages],
             draw is None,
-            tuple(sorted(flags.items())),
+            sorted(flags.items()),
         )
         if signature != self._signature:
-            self._prepare(params, grads, draw is not None, signature)
-        torch._foreach_copy_(self._grads, grads)
+            self._prepare(params, draw is not None, signature)
         if values != self._values:
             copy_values_(self._scalars, values)
             self._values = list(values)
@@ -102,38 +108,74 @@ class GraphedUpdate:
                 copy_values_(self._seed, philox.words(key, number))
             # The update adds 1 to the counter's low word; past 2**32 - 1 it must be rewritten.
             self._seed_draw = number + 1 if (number & philox.WORD) != philox.WORD else None
-        if self._replay is not None:
-            self._replay()
+        layout = [(g.data_ptr(), g.shape, g.stride()) for g in grads]  # dtype: the params
+        if self._in_place is not None and layout == self._in_place[0]:
+            self._in_place[1]()
         elif not self._warm:
-            self._run(params, averages, flags)  # compiles, outside a graph this once
+            self._run(params, grads, averages, flags)  # compiles, outside a graph this once
             self._warm = True
+        elif layout == self._previous_layout:
+            # Where they were last step: a graph that reads the gradients where they are.
+            replay = self._capture(lambda: self._run(params, grads, averages, flags), device)
+            self._in_place = layout, replay
+            replay()
         else:
-            try:
-                self._replay = capture(lambda: self._run(params, averages, flags), device)
-            except RuntimeError as error:
-                raise RuntimeError(
-                    f"capturing the fused update as a CUDA graph failed ({error}); "
-                    "pass cuda_graph=False"
-                ) from error
-            self.captures += 1
-            self._replay()
+            self._step_on_copies(params, grads, averages, flags, device)
+        self._previous_layout = layout
 
-    def _run(self, params: list[Tensor], averages: list[Tensor], flags: dict[str, Any]) -> None:
-        """The update on the static buffers, then the seed's next draw number."""
-        fused.langevin_update(params, self._grads, averages, self._seed, self._scalars, **flags)
+    def _step_on_copies(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        averages: list[Tensor],
+        flags: dict[str, Any],
+        device: torch.device,
+    ) -> None:
+        """The step for gradients that moved: copy them where a graph reads them, replay it."""
+        if not self._grads:
+            self._grads = [torch.empty_like(g) for g in grads]
+        torch._foreach_copy_(self._grads, grads)
+        self.copied_steps += 1
+        if self._copy_replay is None:
+            static = self._grads
+            self._copy_replay = self._capture(
+                lambda: self._run(params, static, averages, flags), device
+            )
+        self._copy_replay()
+
+    def _capture(self, run: Callable[[], None], device: torch.device) -> Callable[[], None]:
+        try:
+            replay = capture(run, device)
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"capturing the fused update as a CUDA graph failed ({error}); "
+                "pass cuda_graph=False"
+            ) from error
+        self.captures += 1
+        return replay
+
+    def _run(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        averages: list[Tensor],
+        flags: dict[str, Any],
+    ) -> None:
+        """The update, then the seed's next draw number."""
+        fused.langevin_update(params, grads, averages, self._seed, self._scalars, **flags)
         if self._seed is not None:
             self._seed[2:3].add_(1)
 
-    def _prepare(
-        self, params: list[Tensor], grads: list[Tensor], noisy: bool, signature: tuple
-    ) -> None:
-        """Static buffers for a new configuration, and no graph yet."""
+    def _prepare(self, params: list[Tensor], noisy: bool, signature: tuple) -> None:
+        """Device tensors for a new configuration, and no graph yet."""
         device, dtype = params[0].device, params[0].dtype
-        self._grads = [torch.empty_like(g) for g in grads]
         self._scalars = torch.zeros(len(fused.SCALARS), dtype=dtype, device=device)
         self._values = None
         self._seed = torch.zeros(4, dtype=torch.int64, device=device) if noisy else None
         self._seed_draw = None
-        self._replay = None
         self._warm = False
+        self._previous_layout = None
+        self._in_place = None
+        self._grads = []
+        self._copy_replay = None
         self._signature = signature
