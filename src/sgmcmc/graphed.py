@@ -7,18 +7,19 @@ them with one call. A graph reads and writes fixed addresses: it reads the gradi
 they are when they are where they were at capture (always, after
 ``zero_grad(set_to_none=False)``; after ``set_to_none=True``, when the caching allocator hands
 back the same blocks); gradients that moved are first copied into static buffers that a second
-graph reads. The noise
-seed and the hyper-parameters are device tensors written only when they change (a loaded state
-dict, a learning-rate schedule), and the graph advances the seed's draw counter itself. A
-graphed chain is the fused chain: the same kernels on the same values, bit for bit.
+graph reads. The noise seed and the hyper-parameters are device tensors written only when they
+change (a loaded state dict, a learning-rate schedule), and the graph advances the seed's draw
+counter itself. A graphed chain is the fused chain: the same kernels on the same values, bit
+for bit.
 
-The first step of a configuration runs the update directly (compiling it); a step whose
-gradients are where they were the step before captures the graph that reads them in place, a
-step whose gradients moved captures (once) the graph that reads the copies; later steps replay
-one of them on the current stream. Both are captured again when a parameter's or state tensor's
-storage moves (``load_state_dict``, ``.to()``) or the configuration changes (the burn-in ends,
-the temperature turns 0): the graphs are checked against the tensors they were captured for at
-every step, so they never read or write stale memory.
+The first step of a configuration runs the update directly (compiling it); the first step
+whose gradients are where they were the step before captures the graph that reads them in
+place, the first step whose gradients moved captures the graph that reads the copies: at most
+two graphs a configuration, and later steps replay one of them on the current stream. Both are
+captured again when a parameter's or state tensor's storage moves (``load_state_dict``,
+``.to()``) or the configuration changes (the burn-in ends, the temperature turns 0): the graphs
+are checked against the tensors they were captured for at every step, so they never read or
+write stale memory.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ class GraphedUpdate:
         elif not self._warm:
             self._run(params, grads, averages, flags)  # compiles, outside a graph this once
             self._warm = True
-        elif layout == self._previous_layout:
-            # Where they were last step: a graph that reads the gradients where they are.
+        elif self._in_place is None and layout == self._previous_layout:
+            # Where they were last step: a graph that reads the gradients where they are (once
+            # per configuration, so that an allocator that keeps moving them never recaptures).
             replay = self._capture(lambda: self._run(params, grads, averages, flags), device)
             self._in_place = layout, replay
             replay()
