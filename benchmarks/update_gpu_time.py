@@ -20,7 +20,7 @@ from sgmcmc import PaperCNN, fused, philox
 #: the prior as weight decay, as ``sampler_overhead.py``'s ``*-wd-graph`` methods step them.
 CONFIGURATIONS = {
     "sgld-wd fused": dict(
-        average=None, adapt=False, drift_preconditioned=False, noise_power=0.5, weight_decay=True
+        average=None, adapt=False, drift_preconditioned=True, noise_power=0.5, weight_decay=True
     ),
     "psgld-wd fused": dict(
         average="square_avg",

@@ -43,6 +43,7 @@ removes that cost: the compiled update is captured as a CUDA graph and replayed
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -219,8 +220,9 @@ class LangevinSampler(torch.optim.Optimizer):
         return True
 
     @classmethod
+    @functools.cache
     def _identity_preconditioner(cls) -> bool:
-        """Whether ``P = I``: no hook of this class is overridden."""
+        """Whether ``P = I``: no hook of this class is overridden (once per class)."""
         hooks = ("_update_preconditioner", "_precondition", "_add_preconditioned_")
         return all(getattr(cls, hook) is getattr(LangevinSampler, hook) for hook in hooks)
 
