@@ -386,8 +386,8 @@ def print_profile(
 def graph_counts(optimizer: torch.optim.Optimizer) -> tuple[int, int]:
     """CUDA graphs a ``cuda_graph=True`` optimizer captured, and the steps on which it copied
     the gradients (they had moved since the capture); ``(0, 0)`` for other optimizers."""
-    graphs = getattr(optimizer, "_graphed", {}).values()
-    return sum(g.captures for g in graphs), sum(g.copied_steps for g in graphs)
+    counts = getattr(optimizer, "cuda_graph_counts", {"captures": 0, "copied_steps": 0})
+    return counts["captures"], counts["copied_steps"]
 
 
 def synchronize(device: torch.device) -> None:

@@ -1,5 +1,8 @@
-"""The conda environment and the pip project declare the same pinned packages."""
+"""The conda environment and the pip project declare the same pinned packages; the GPU
+machine's scripts run every CUDA test."""
 
+import re
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -40,3 +43,21 @@ def test_design_pins():
     assert int(versions["jupyter-book"].split(".")[0]) < 2
     assert int(versions["arviz"].split(".")[0]) < 1
     assert tuple(map(int, versions["matplotlib"].split(".")[:2])) < (3, 11)
+
+
+def test_the_device_scripts_run_every_module_with_cuda_tests():
+    # A module holds CUDA tests when it takes a CUDA mark from _devices.py (or marks one itself).
+    names = r"CUDA|CUDA_MARKS|COMPILE_DEVICES|needs_cuda"
+    marks = re.compile(rf"from _devices import [^\n]*\b({names})\b|mark\.cuda\b")
+    modules = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "tests").glob("test_*.py")
+        if path != Path(__file__) and marks.search(path.read_text())
+    }
+    listing = (ROOT / ".ci/device/cuda_tests.sh").read_text()
+    listed = re.search(r'CUDA_TEST_FILES="([^"]*)"', listing).group(1)
+    assert set(shlex.split(listed)) == modules
+    for script in ("sampler_check.sh", "paper_profile.sh"):
+        text = (ROOT / ".ci/device" / script).read_text()
+        assert "source .ci/device/cuda_tests.sh" in text
+        assert "-m cuda -p no:cacheprovider $CUDA_TEST_FILES" in text

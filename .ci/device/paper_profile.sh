@@ -24,6 +24,8 @@
 #   python .ci/device/precompute.py --notebook 06_gradient_or_noise 07_noise_conventions \
 #     --write-missing .carry/keys.txt        (here), then PRECOMPUTE_ARGS="--keys .carry/keys.txt"
 set -u
+# shellcheck source=cuda_tests.sh
+source .ci/device/cuda_tests.sh
 start=$(date +%s)
 total=${SECONDS_TOTAL:-540}
 run_s=${RUN_SECONDS:-200}
@@ -58,9 +60,9 @@ if [ "${SWEEPS:-1}" != 0 ]; then
 fi
 
 echo "== cuda tests, beside the runs ($(left)s left)"
-timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_fused.py tests/test_graphed.py \
-  tests/test_philox.py tests/test_transfer.py tests/test_langevin.py tests/test_attacks.py \
-  tests/test_metrics.py tests/test_ksgld.py > "$OUT/cuda-tests.txt" 2>&1 &
+# shellcheck disable=SC2086
+timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider $CUDA_TEST_FILES \
+  > "$OUT/cuda-tests.txt" 2>&1 &
 tests=$!
 
 echo "== runs: $workers workers ($(left)s left)"

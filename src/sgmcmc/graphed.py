@@ -91,14 +91,10 @@ class GraphedUpdate:
         **flags: Any,
     ) -> None:
         device = params[0].device
-        check_device(device)
-        signature = (
-            [(t.data_ptr(), t.shape) for t in params],
-            [(t.data_ptr(), t.shape) for t in averages],
-            draw is None,
-            sorted(flags.items()),
-        )
+        tensors = [(t.data_ptr(), t.shape) for t in (*params, *averages)]
+        signature = (tensors, len(params), draw is None, flags)
         if signature != self._signature:
+            check_device(device)
             self._prepare(params, draw is not None, signature)
         if values != self._values:
             copy_values_(self._scalars, values)

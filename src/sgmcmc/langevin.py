@@ -51,6 +51,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sgmcmc import fused
 from sgmcmc.graphed import GraphedUpdate, check_device
 from sgmcmc.noise import NoiseSource
 from sgmcmc.transfer import host_tensor
@@ -134,6 +135,18 @@ class LangevinSampler(torch.optim.Optimizer):
         """The noise's generator (``None``: torch's global one)."""
         return self.noise_source.generator
 
+    @property
+    def cuda_graph_counts(self) -> dict[str, int]:
+        """For ``cuda_graph=True``, over all groups since construction or the last
+        :meth:`load_state_dict`: ``"captures"``, the CUDA graphs captured, and
+        ``"copied_steps"``, the steps whose gradients had moved and were copied first (a
+        training loop whose gradients stay where they are has none; :mod:`sgmcmc.graphed`)."""
+        graphs = self._graphed.values()
+        return {
+            "captures": sum(graph.captures for graph in graphs),
+            "copied_steps": sum(graph.copied_steps for graph in graphs),
+        }
+
     # ----------------------------------------------------------------------------- hooks
     def _update_preconditioner(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
@@ -185,8 +198,6 @@ class LangevinSampler(torch.optim.Optimizer):
         scales: tuple[float, float, float, bool],
     ) -> bool:
         """The step through :mod:`sgmcmc.fused`; ``False`` when this step cannot be fused."""
-        from sgmcmc import fused
-
         prepared = self._prepare_fused(group, params)
         if prepared is None:
             return False

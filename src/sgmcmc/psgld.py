@@ -110,46 +110,48 @@ class PSGLD(LangevinSampler):
         for group in self.param_groups:
             group["preconditioner_frozen"] = frozen
 
-    def _averages(self, group: dict[str, Any], params: list[Tensor]) -> list[Tensor]:
-        """``V`` (langevin, from 0) or ``m`` (paper, from 1) per parameter, made on first use."""
-        key = _state_key(group)
-        for p in params:
-            state = self.state[p]
+    def _states(self, group: dict[str, Any], params: list[Tensor]) -> list[dict[str, Any]]:
+        """Each parameter's state, made on first use: ``V`` (langevin, from 0) or ``m`` (paper,
+        from 1), and ``step``. Looked up once a step (a tensor's hash runs Python code)."""
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states, strict=True):
             if not state:
-                state["step"] = 0
+                key = _state_key(group)
                 init = torch.zeros_like if key == "square_avg" else torch.ones_like
-                state[key] = init(p, memory_format=torch.preserve_format)
-        return [self.state[p][key] for p in params]
+                state["step"], state[key] = 0, init(p, memory_format=torch.preserve_format)
+        return states
 
-    def _adapting(self, group: dict[str, Any], params: list[Tensor]) -> list[int]:
+    @staticmethod
+    def _adapting(group: dict[str, Any], states: list[dict[str, Any]]) -> list[int]:
         """Indices of the parameters whose average this step updates."""
         if group["preconditioner_frozen"]:
             return []
         burn_in = group["burn_in"]
-        return [
-            i for i, p in enumerate(params) if burn_in is None or self.state[p]["step"] < burn_in
-        ]
+        return [i for i, state in enumerate(states) if burn_in is None or state["step"] < burn_in]
 
-    def _count_step(self, params: list[Tensor], adapting: list[int]) -> None:
+    @staticmethod
+    def _count_step(states: list[dict[str, Any]], adapting: list[int]) -> None:
         """Advance the burn-in counters of the parameters whose average this step updated."""
         for i in adapting:
-            self.state[params[i]]["step"] += 1
+            states[i]["step"] += 1
 
     def _prepare_fused(self, group: dict[str, Any], params: list[Tensor]):
-        averages = self._averages(group, params)
-        adapting = self._adapting(group, params)
+        states = self._states(group, params)
+        adapting = self._adapting(group, states)
         if 0 < len(adapting) < len(params):
             return None  # some parameters have finished their burn-in: the foreach path
-        self._count_step(params, adapting)
-        return averages, _state_key(group), bool(adapting)
+        self._count_step(states, adapting)
+        key = _state_key(group)
+        return [state[key] for state in states], key, bool(adapting)
 
     def _update_preconditioner(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
     ) -> _Denominators:
         key = _state_key(group)
-        averages = self._averages(group, params)
+        states = self._states(group, params)
+        averages = [state[key] for state in states]
         denominators = _Denominators(averages, group["eps"] if key == "square_avg" else None)
-        adapting = self._adapting(group, params)
+        adapting = self._adapting(group, states)
         if not adapting:
             return denominators
         if len(adapting) < len(params):
@@ -160,7 +162,7 @@ class PSGLD(LangevinSampler):
         if key == "m":
             torch._foreach_add_(averages, group["eps"])
             torch._foreach_sqrt_(averages)
-        self._count_step(params, adapting)
+        self._count_step(states, adapting)
         return denominators
 
     def _add_preconditioned_(
