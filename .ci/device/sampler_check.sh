@@ -2,8 +2,9 @@
 # The samplers on one GPU machine (the device tool's bare CUDA image, its own python3, torch and
 # pytest; no data, nothing carried): the CUDA tests (.ci/device/cuda_tests.sh), then the overhead
 # benchmark against plain SGD, and the GPU time of one update (updates captured as CUDA graphs).
-# Writes $OUT/cuda-tests.txt, $OUT/bench.txt and $OUT/update-gpu-time.txt. About 3 minutes on an
-# H200, most of it compiling the fused updates.
+# Writes $OUT/cuda-tests.txt, $OUT/bench.txt and $OUT/update-gpu-time.txt. About 3.5 minutes on
+# an H200, most of it compiling the fused updates (measured when the tests were the sampler
+# modules' alone, 52 s; the attack, metric and K-FAC CUDA tests are not yet timed there).
 #   BENCH_METHODS  the benchmark's methods (default: the GPU target's, foreach and graphed)
 #   BENCH_STEPS    timed steps per method (default 1180, ten epochs)
 set -u
