@@ -158,9 +158,7 @@ def run_case(name: str) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    flat = {
-        f"{name}/{key}": value for name in CASES for key, value in run_case(name).items()
-    }
+    flat = {f"{name}/{key}": value for name in CASES for key, value in run_case(name).items()}
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(FIXTURE, **flat)
     print(f"wrote {len(flat)} arrays of {len(CASES)} chains to {FIXTURE}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _reference_chains import CASES, FIXTURE, run_case
 
 pytestmark = pytest.mark.slow
