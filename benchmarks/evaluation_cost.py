@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from sgmcmc.experiment import run
-from sgmcmc.profiles import PROFILES, get_profile
+from sgmcmc_paper.engine.experiment import run
+from sgmcmc_paper.protocol.profiles import PROFILES, get_profile
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from sgmcmc import tables
-from sgmcmc.config import RunConfig
-from sgmcmc.store import run_or_load
+from sgmcmc_paper.analysis import tables
+from sgmcmc_paper.engine.store import run_or_load
+from sgmcmc_paper.protocol.config import RunConfig
 
 
 def main(argv: list[str] | None = None) -> None:

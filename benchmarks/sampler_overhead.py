@@ -21,10 +21,10 @@ do not have.
 On a CPU that other work shares, ``--threads 1`` avoids the stalls two-thread kernels suffer
 when the machine is oversubscribed.
 
-``*-fused`` methods pass ``fused=True`` (:mod:`sgmcmc.fused`): their first step, in the warm-up,
-compiles the update. ``*-graph`` methods add ``cuda_graph=True`` (:mod:`sgmcmc.graphed`): a
-warm-up step captures the compiled update as a CUDA graph; they need ``--device cuda``. To add a
-sampler, add one entry to ``METHODS``.
+``*-fused`` methods pass ``fused=True`` (:mod:`sgmcmc.samplers.fused`): their first step, in the
+warm-up, compiles the update. ``*-graph`` methods add ``cuda_graph=True``
+(:mod:`sgmcmc.samplers.graphed`): a warm-up step captures the compiled update as a CUDA graph; they
+need ``--device cuda``. To add a sampler, add one entry to ``METHODS``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sgmcmc import KFAC, KSGLD, PSGLD, SGLD, PaperCNN, potential
+from sgmcmc import KFAC, KSGLD, PSGLD, SGLD, potential
+from sgmcmc_paper.protocol.models import PaperCNN
 
 BATCH, NUM_DATA, EPOCH_STEPS = 512, 60_000, 118
 TAILS_RTOL = 0.05
@@ -99,7 +100,8 @@ METHODS: dict[str, Method] = {
         lambda model, g: PSGLD(model.parameters(), lr=0.02, convention="paper", generator=g),
         "mean",
     ),
-    # fused=True: the update compiled into one function (sgmcmc.fused); compiles at warm-up.
+    # fused=True: the update compiled into one function (sgmcmc.samplers.fused); compiles at
+    # warm-up.
     "sgld-fused": Method(
         lambda model, g: SGLD(model.parameters(), lr=0.01 / NUM_DATA, generator=g, fused=True),
         "potential",
@@ -120,7 +122,8 @@ METHODS: dict[str, Method] = {
         ),
         "mean",
     ),
-    # cuda_graph=True: the fused update replayed as a CUDA graph (sgmcmc.graphed); GPU only.
+    # cuda_graph=True: the fused update replayed as a CUDA graph (sgmcmc.samplers.graphed); GPU
+    # only.
     "sgld-wd-graph": Method(
         lambda model, g: SGLD(
             model.parameters(),
@@ -307,7 +310,7 @@ def print_ksgld_split(
 
 def mnist_pool(generator: torch.Generator, device: torch.device, batches: int) -> list[tuple]:
     """Random batches of the real MNIST training set (``sgmcmc data`` caches it)."""
-    from sgmcmc.data import load_mnist
+    from sgmcmc_paper.data import load_mnist
 
     images, labels, _, _ = load_mnist()
     x = torch.as_tensor(images).float().div_(256.0).unsqueeze(1)

@@ -17,12 +17,12 @@ import os
 import tempfile
 import time
 
-from sgmcmc.paths import data_dir
-from sgmcmc.sweep.engines import RayOptions, ray_session, run_on_ray, run_serial
-from sgmcmc.sweep.grids import Axis, Grid
-from sgmcmc.sweep.plan import Plan
-from sgmcmc.sweep.trial import RunTrial
-from sgmcmc.sweep.walk import Walk
+from sgmcmc_paper.paths import data_dir
+from sgmcmc_paper.sweep.engines import RayOptions, ray_session, run_on_ray, run_serial
+from sgmcmc_paper.sweep.grids import Axis, Grid
+from sgmcmc_paper.sweep.plan import Plan
+from sgmcmc_paper.sweep.trial import RunTrial
+from sgmcmc_paper.sweep.walk import Walk
 
 
 def noop(fields: dict) -> dict:

@@ -1,8 +1,8 @@
 """GPU time of one optimizer update on the paper's CNN's parameters (3.3 million numbers), without
 the host: each update is captured as a CUDA graph and replayed, timed by CUDA events. Next to
 plain SGD's foreach update and ``torch.randn`` of the same size, the fused Langevin updates
-(:mod:`sgmcmc.fused`, what ``cuda_graph=True`` replays) show what the GPU itself pays for the
-noise and the preconditioner, apart from the host's dispatch that ``sampler_overhead.py`` times.
+(:mod:`sgmcmc.samplers.fused`, what ``cuda_graph=True`` replays) show what the GPU itself pays for
+the noise and the preconditioner, apart from the host's dispatch that ``sampler_overhead.py`` times.
 
     python benchmarks/update_gpu_time.py [--replays 300]
 """
@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 import torch
 
-from sgmcmc import PaperCNN, fused, philox
+from sgmcmc.rng import philox
+from sgmcmc.samplers import fused
+from sgmcmc_paper.protocol.models import PaperCNN
 
 #: The fused update's configurations: SGLD and pSGLD (langevin, ``precondition="both"``) with
 #: the prior as weight decay, as ``sampler_overhead.py``'s ``*-wd-graph`` methods step them.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sgmcmc.data import mnist
-from sgmcmc.data.cache import sha256_file
-from sgmcmc.errors import UserError
+from sgmcmc_paper.data import mnist
+from sgmcmc_paper.data.cache import sha256_file
+from sgmcmc_paper.errors import UserError
 
 
 def make_wheel(folder: Path, pickle_bytes: bytes) -> Path:

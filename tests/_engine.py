@@ -11,10 +11,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sgmcmc import rundata
-from sgmcmc.config import RunConfig, Window
-from sgmcmc.errors import UserError
-from sgmcmc.profiles import get_profile
+from sgmcmc_paper.engine import rundata
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.protocol.config import RunConfig, Window
+from sgmcmc_paper.protocol.profiles import get_profile
 
 N_TRAIN, N_EVAL, N_OOD = 512, 256, 128
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from _devices import needs_cuda
 from torch import nn
 
-from sgmcmc.attacks import (
+from sgmcmc_paper.analysis.attacks import (
     THREAT_MODELS,
     adversarial_predictive,
     adversarial_probs,

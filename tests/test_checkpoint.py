@@ -6,11 +6,11 @@ import pytest
 import torch
 from _engine import install_synthetic, tiny_config
 
-from sgmcmc import experiment
-from sgmcmc.checkpoint import load_checkpoint, save_checkpoint
-from sgmcmc.config import Window
-from sgmcmc.errors import UserError
-from sgmcmc.store import checkpoint_path, run_or_load
+from sgmcmc_paper.engine import experiment
+from sgmcmc_paper.engine.checkpoint import load_checkpoint, save_checkpoint
+from sgmcmc_paper.engine.store import checkpoint_path, run_or_load
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.protocol.config import Window
 
 #: fig4 closes in epoch 1 (its predictions are in the checkpoint); table1 takes steps 8, 10 and
 #: 12 of 3 epochs of 4 steps, so the checkpoint after epoch 2 holds one of its samples.

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from sgmcmc.cli import main
+from sgmcmc_paper.cli import main
 
 
 def test_version(capsys):

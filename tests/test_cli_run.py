@@ -10,9 +10,9 @@ import sys
 import pytest
 from _engine import install_synthetic
 
-from sgmcmc.cli import build_parser, main
-from sgmcmc.config import RunConfig
-from sgmcmc.store import RUN_FILE
+from sgmcmc_paper.cli import build_parser, main
+from sgmcmc_paper.engine.store import RUN_FILE
+from sgmcmc_paper.protocol.config import RunConfig
 
 TINY_FLAGS = [
     "--profile", "ci", "--train-size", "128", "--batch-size", "32", "--epochs", "1",
@@ -77,7 +77,7 @@ def test_as_released_and_flags_layer(capsys, tmp_path):
 
 
 def _build(argv):
-    from sgmcmc.commands.run import build_config
+    from sgmcmc_paper.commands.run import build_config
 
     return build_config(build_parser().parse_args(argv))
 

@@ -6,8 +6,8 @@ import logging
 import numpy as np
 import pytest
 
-from sgmcmc.data.cache import atomic_write, load_arrays, save_arrays, stored_checksum
-from sgmcmc.data.idx import decode_idx, encode_idx, idx_md5
+from sgmcmc_paper.data.cache import atomic_write, load_arrays, save_arrays, stored_checksum
+from sgmcmc_paper.data.idx import decode_idx, encode_idx, idx_md5
 
 
 def test_arrays_round_trip_with_their_checksum(tmp_path):

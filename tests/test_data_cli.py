@@ -5,10 +5,10 @@ import pytest
 from _data_support import real_mnist_data, serve_only
 from PIL import Image
 
-from sgmcmc import data
-from sgmcmc.cli import main
-from sgmcmc.data import fashion
-from sgmcmc.data.preview import image_grid
+from sgmcmc_paper import data
+from sgmcmc_paper.cli import main
+from sgmcmc_paper.data import fashion
+from sgmcmc_paper.data.preview import image_grid
 
 
 @pytest.fixture(scope="session")

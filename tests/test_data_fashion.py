@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from sgmcmc.data import fashion
-from sgmcmc.data.cache import load_arrays
-from sgmcmc.data.idx import encode_idx, idx_md5
-from sgmcmc.errors import UserError
+from sgmcmc_paper.data import fashion
+from sgmcmc_paper.data.cache import load_arrays
+from sgmcmc_paper.data.idx import encode_idx, idx_md5
+from sgmcmc_paper.errors import UserError
 
 installed = pytest.mark.skipif(
     not fashion.is_installed(),

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from _data_support import make_wheel, real_mnist_data, serve_only, sha256_bytes
 
-from sgmcmc.data import mnist
-from sgmcmc.data.cache import load_arrays
-from sgmcmc.errors import UserError
+from sgmcmc_paper.data import mnist
+from sgmcmc_paper.data.cache import load_arrays
+from sgmcmc_paper.errors import UserError
 
 LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 

@@ -12,10 +12,10 @@ from fontTools.fontBuilder import FontBuilder
 from fontTools.pens.ttGlyphPen import TTGlyphPen
 from PIL import Image
 
-from sgmcmc.data import fonts, letters, notmnist
-from sgmcmc.data.cache import load_arrays
-from sgmcmc.data.letters import LETTERS, SIDE, faces_in, render_letters
-from sgmcmc.errors import UserError
+from sgmcmc_paper.data import fonts, letters, notmnist
+from sgmcmc_paper.data.cache import load_arrays
+from sgmcmc_paper.data.letters import LETTERS, SIDE, faces_in, render_letters
+from sgmcmc_paper.errors import UserError
 
 MPL_FONTS = sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("*.ttf"))
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sgmcmc import exact
-from sgmcmc.psgld import PSGLD
-from sgmcmc.sgld import SGLD
+from sgmcmc.samplers.psgld import PSGLD
+from sgmcmc.samplers.sgld import SGLD
+from sgmcmc_paper.analysis import exact
 
 
 @pytest.fixture(scope="module")

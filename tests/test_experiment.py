@@ -9,13 +9,13 @@ import pytest
 import torch
 from _engine import install_synthetic, tiny_config
 
-from sgmcmc.attacks import attack
-from sgmcmc.config import METHODS
-from sgmcmc.evaluation import attack_directions
-from sgmcmc.experiment import resolve_device, run
-from sgmcmc.models import PaperCNN
-from sgmcmc.store import RUN_FILE, run_or_load
-from sgmcmc.traces import load_traces
+from sgmcmc_paper.analysis.attacks import attack
+from sgmcmc_paper.engine.evaluation import attack_directions
+from sgmcmc_paper.engine.experiment import resolve_device, run
+from sgmcmc_paper.engine.store import RUN_FILE, run_or_load
+from sgmcmc_paper.engine.traces import load_traces
+from sgmcmc_paper.protocol.config import METHODS
+from sgmcmc_paper.protocol.models import PaperCNN
 
 
 @pytest.fixture(autouse=True)
@@ -121,7 +121,9 @@ def test_a_diverging_run_is_stored_as_diverged(tmp_path, monkeypatch):
     draws = load_traces(result.path).posterior.draw.values
     assert (draws < result.divergence["step"]).all()  # traces keep the finite part only
     # Stored: asking again loads it instead of training.
-    monkeypatch.setattr("sgmcmc.store.run", lambda *a, **k: pytest.fail("reran a stored run"))
+    monkeypatch.setattr(
+        "sgmcmc_paper.engine.store.run", lambda *a, **k: pytest.fail("reran a stored run")
+    )
     again = run_or_load(config, device="cpu", progress=False, root=tmp_path)
     assert again.divergence == result.divergence
 

@@ -16,7 +16,8 @@ from _targets import (
     standardize,
 )
 
-from sgmcmc import KFAC, KSGLD, PSGLD, SGLD, philox
+from sgmcmc import KFAC, KSGLD, PSGLD, SGLD
+from sgmcmc.rng import philox
 
 SHAPES = [(64, 3, 5, 5), (64,), (300, 40), (10,)]  # one tensor above the stream threshold
 
@@ -169,7 +170,7 @@ def test_a_gpu_step_never_waits_for_the_device(variant, fused, device):
 def test_configurations_beyond_dynamos_recompile_limit_each_compile_once(monkeypatch):
     """Each configuration compiles its own copy of the update: with the limit at 1, a second
     configuration of the same code would fail under ``fullgraph=True``."""
-    from sgmcmc import fused
+    from sgmcmc.samplers import fused
 
     fused._compiled.cache_clear()
     monkeypatch.setattr(torch._dynamo.config, "cache_size_limit", 1)

@@ -3,8 +3,8 @@ chain bit for bit, through what changes between steps (a learning-rate schedule,
 of the burn-in, a moved parameter, a loaded state dict, the draw counter's low word wrapping),
 and its replayed steps never wait for the device.
 
-On a CPU the graph is simulated: :func:`sgmcmc.graphed.capture` returns the update unrun, and
-its "replay" runs it on the static buffers, as a graph reads them at replay. That checks the
+On a CPU the graph is simulated: :func:`sgmcmc.samplers.graphed.capture` returns the update unrun,
+and its "replay" runs it on the static buffers, as a graph reads them at replay. That checks the
 bookkeeping around the graph; the CUDA parameters check the capture itself."""
 
 import copy
@@ -13,7 +13,9 @@ import pytest
 import torch
 from _devices import CUDA, NEEDS_COMPILER, forbid_device_waits
 
-from sgmcmc import PSGLD, SGLD, graphed, philox
+from sgmcmc import PSGLD, SGLD
+from sgmcmc.rng import philox
+from sgmcmc.samplers import graphed
 
 SHAPES = [(64, 3, 5, 5), (64,), (300, 40), (10,), (1 << 18,)]
 DEVICES = [pytest.param("cpu", marks=NEEDS_COMPILER), CUDA]

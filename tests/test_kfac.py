@@ -12,7 +12,7 @@ from _targets import assert_standard_normal, dense_kfac_power, spd_matrix
 from torch import nn
 
 from sgmcmc import KFAC
-from sgmcmc.exact import one_thread
+from sgmcmc_paper.analysis.exact import one_thread
 
 DTYPE = torch.float64
 

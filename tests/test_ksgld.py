@@ -13,8 +13,9 @@ from _devices import needs_cuda
 from _targets import assert_standard_normal, spd_matrix, stationary_moments
 from torch import nn
 
-from sgmcmc import KFAC, KSGLD, PaperCNN, potential
-from sgmcmc.exact import one_thread
+from sgmcmc import KFAC, KSGLD, potential
+from sgmcmc_paper.analysis.exact import one_thread
+from sgmcmc_paper.protocol.models import PaperCNN
 
 F64 = torch.float64
 

@@ -8,7 +8,7 @@ import torch
 from _devices import needs_cuda
 from scipy.stats import norm
 
-from sgmcmc.metrics import (
+from sgmcmc_paper.analysis.metrics import (
     MIN_PROB,
     PredictiveAverage,
     accuracy,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sgmcmc import PaperCNN
+from sgmcmc_paper.protocol.models import PaperCNN
 
 LAYERS = ["0", "3", "7", "9"]  # conv1, conv2, dense1, dense2 in the Sequential
 

@@ -9,8 +9,9 @@ import os
 import pytest
 import torch
 
-from sgmcmc import SGLD, noise
-from sgmcmc.noise import PARALLEL_MIN, STREAMS, NoiseSource
+from sgmcmc import SGLD
+from sgmcmc.rng import noise
+from sgmcmc.rng.noise import PARALLEL_MIN, STREAMS, NoiseSource
 
 SIZE = 4 * PARALLEL_MIN + 3  # parallel; parts of unequal length
 

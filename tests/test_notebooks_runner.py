@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sgmcmc.errors import UserError
-from sgmcmc.notebooks import merge_store, run_notebooks, select, source_notebooks
+from sgmcmc_paper.book.notebooks import merge_store, run_notebooks, select, source_notebooks
+from sgmcmc_paper.errors import UserError
 
 PARAMETERS = 'profile = "paper"\ndevice = "auto"'
 
@@ -189,14 +189,16 @@ def test_paper_profile_without_gpu_falls_back_to_quick_and_refuses_fresh(
     notebook, and retraining everything is one line naming the fixes."""
     import torch
 
-    import sgmcmc.notebooks
-    from sgmcmc.cli import main
+    import sgmcmc_paper.book.notebooks
+    from sgmcmc_paper.cli import main
 
     monkeypatch.setenv("SGMCMC_RESULTS", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     calls = []
     monkeypatch.setattr(
-        sgmcmc.notebooks, "run_notebooks", lambda profile, **kw: calls.append((profile, kw)) or []
+        sgmcmc_paper.book.notebooks,
+        "run_notebooks",
+        lambda profile, **kw: calls.append((profile, kw)) or [],
     )
     assert main(["notebooks", "--profile", "paper"]) == 0
     assert calls[-1][0] == "paper" and calls[-1][1]["fallback"] == "quick"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sgmcmc import paper
+from sgmcmc_paper.protocol import paper
 
 
 def test_mess_floor():

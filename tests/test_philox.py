@@ -10,8 +10,8 @@ import torch
 from _devices import COMPILE_DEVICES
 from scipy import stats
 
-from sgmcmc import philox
-from sgmcmc.noise import NoiseSource
+from sgmcmc.rng import philox
+from sgmcmc.rng.noise import NoiseSource
 
 WORD = 0xFFFFFFFF
 # Random123's kat_vectors for philox4x32 with 10 rounds: counter words, key words, output words.

@@ -1,10 +1,11 @@
-"""``sgmcmc.plan``: one run plan per book notebook, and what the store lacks of it."""
+"""``sgmcmc_paper.protocol.plan``: one run plan per book notebook, and what the store lacks of
+it."""
 
 import pytest
 
-from sgmcmc.notebooks import source_notebooks
-from sgmcmc.plan import NOTEBOOK_RUNS, missing_runs, notebook_configs
-from sgmcmc.profiles import get_profile
+from sgmcmc_paper.book.notebooks import source_notebooks
+from sgmcmc_paper.protocol.plan import NOTEBOOK_RUNS, missing_runs, notebook_configs
+from sgmcmc_paper.protocol.profiles import get_profile
 
 
 def _keys(configs) -> set[str]:

@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
-from sgmcmc import paper, plotting  # noqa: E402
+from sgmcmc_paper.analysis import plotting  # noqa: E402
+from sgmcmc_paper.protocol import paper
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import torch
 from _targets import assert_standard_normal, law_after, standardize
 
 from sgmcmc import SGLD, potential
-from sgmcmc.exact import one_thread
+from sgmcmc_paper.analysis.exact import one_thread
 
 F64 = torch.float64
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from sgmcmc.config import METHODS, ConfigError, RunConfig, Window
-from sgmcmc.errors import UserError
-from sgmcmc.profiles import PROFILES, default_profile_name, get_profile
-from sgmcmc.sweep.grids import learning_rates
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.protocol.config import METHODS, ConfigError, RunConfig, Window
+from sgmcmc_paper.protocol.profiles import PROFILES, default_profile_name, get_profile
+from sgmcmc_paper.sweep.grids import learning_rates
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -50,7 +50,7 @@ def test_quick_profile_is_sized_for_a_cpu_reader():
 
 
 def test_langevin_runs_take_the_profiles_langevin_length():
-    from sgmcmc import tables
+    from sgmcmc_paper.analysis import tables
 
     quick = tables.langevin_configs("quick", [0], ["sgld", "ksgld"], "eq. 1")
     assert {c.epochs for c in quick.values()} == {get_profile("quick").langevin_epochs}

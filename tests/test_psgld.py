@@ -14,7 +14,7 @@ from _targets import (
 )
 
 from sgmcmc import PSGLD
-from sgmcmc.exact import one_thread
+from sgmcmc_paper.analysis.exact import one_thread
 
 F64 = torch.float64
 

@@ -1,6 +1,6 @@
 """``Session``: every chapter says which profile its numbers come from."""
 
-from sgmcmc.session import Session
+from sgmcmc_paper.book.session import Session
 
 
 def test_below_the_paper_profile_a_chapter_says_it_is_a_preview(tmp_path, capsys):
@@ -15,8 +15,8 @@ def test_below_the_paper_profile_a_chapter_says_it_is_a_preview(tmp_path, capsys
 
 
 def test_the_closing_line_names_the_runs_that_diverged(tmp_path, monkeypatch, capsys):
-    import sgmcmc.store
-    from sgmcmc.experiment import RunConfig, RunResult
+    import sgmcmc_paper.engine.store
+    from sgmcmc_paper.engine.experiment import RunConfig, RunResult
 
     def stored(config, **_):
         status = "diverged" if config.seed == 1 else "complete"
@@ -29,9 +29,9 @@ def test_the_closing_line_names_the_runs_that_diverged(tmp_path, monkeypatch, ca
             divergence=divergence if status == "diverged" else None,
         )
 
-    monkeypatch.setattr(sgmcmc.store, "find_result", lambda config, root=None: True)
-    monkeypatch.setattr(sgmcmc.store, "run_or_load", stored)
-    monkeypatch.setattr("sgmcmc.session.Session.glue", lambda self, name, value: None)
+    monkeypatch.setattr(sgmcmc_paper.engine.store, "find_result", lambda config, root=None: True)
+    monkeypatch.setattr(sgmcmc_paper.engine.store, "run_or_load", stored)
+    monkeypatch.setattr("sgmcmc_paper.book.session.Session.glue", lambda self, name, value: None)
     session = Session("ci", device="cpu", output_dir=tmp_path, quiet=True)
     for seed in (0, 1):
         session.run(RunConfig(method="ksgld", convention="langevin", seed=seed))

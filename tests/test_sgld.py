@@ -16,7 +16,7 @@ from _targets import (
 )
 
 from sgmcmc import SGLD
-from sgmcmc.exact import one_thread
+from sgmcmc_paper.analysis.exact import one_thread
 
 F64 = torch.float64
 

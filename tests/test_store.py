@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from _engine import fake_ood, install_synthetic, tiny_config
 
-from sgmcmc import store, traces
-from sgmcmc.errors import UserError
-from sgmcmc.experiment import run
-from sgmcmc.store import RUN_FILE, find_result, run_or_load, save_result, write_folder
+from sgmcmc_paper.engine import store, traces
+from sgmcmc_paper.engine.experiment import run
+from sgmcmc_paper.engine.store import RUN_FILE, find_result, run_or_load, save_result, write_folder
+from sgmcmc_paper.errors import UserError
 
 TESTS = Path(__file__).resolve().parent
 
@@ -112,7 +112,7 @@ sys.path.insert(0, {tests!r})
 import pytest
 from _engine import fake_ood, install_synthetic, tiny_config
 install_synthetic(pytest.MonkeyPatch())
-from sgmcmc.store import run_or_load
+from sgmcmc_paper.engine.store import run_or_load
 run_or_load(tiny_config("sgd", epochs={epochs}, windows=()), "cpu", progress=True, root={root!r})
 """
 
@@ -139,7 +139,7 @@ def test_a_killed_run_leaves_nothing_finished_and_a_rerun_completes(tmp_path):
 
 
 def test_a_run_missing_a_set_that_is_now_installed_is_redone(result, tmp_path, monkeypatch):
-    from sgmcmc import rundata
+    from sgmcmc_paper.engine import rundata
 
     assert result.skipped == ["fashion"]
     folder = save_result(result, tmp_path)

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from sgmcmc.cli import main
-from sgmcmc.errors import UserError
-from sgmcmc.hparams import tuned_overrides
-from sgmcmc.sweep import grid_for, plot_sweep, run_sweep, trial_table
-from sgmcmc.sweep.engines import run_serial
-from sgmcmc.sweep.grids import Axis, Grid
-from sgmcmc.sweep.plan import Plan
-from sgmcmc.sweep.walk import DONE, WAIT, Outcome, Walk
+from sgmcmc_paper.cli import main
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.protocol.hparams import tuned_overrides
+from sgmcmc_paper.sweep import grid_for, plot_sweep, run_sweep, trial_table
+from sgmcmc_paper.sweep.engines import run_serial
+from sgmcmc_paper.sweep.grids import Axis, Grid
+from sgmcmc_paper.sweep.plan import Plan
+from sgmcmc_paper.sweep.walk import DONE, WAIT, Outcome, Walk
 
 TESTS = Path(__file__).resolve().parent
 
@@ -345,7 +345,7 @@ def test_ray_runs_the_same_trials_and_selects_the_same_as_serial(ray_local):
 
 
 def _mnist_or_skip():
-    from sgmcmc.data.mnist import cache_file
+    from sgmcmc_paper.data.mnist import cache_file
 
     if not cache_file().exists():
         pytest.skip("MNIST is not in the dataset cache; run `sgmcmc data` to enable this test")

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from _engine import install_synthetic, tiny_config
 
-from sgmcmc import paper, tables
-from sgmcmc.session import Session, claim
+from sgmcmc_paper.analysis import tables
+from sgmcmc_paper.book.session import Session, claim
+from sgmcmc_paper.protocol import paper
 
 SEEDS = (0, 1)
 

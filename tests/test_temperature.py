@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sgmcmc import temperature as T
+from sgmcmc_paper.analysis import temperature as T
 
 
 @pytest.mark.parametrize(("num_data", "expected"), [(60_000, 0.48), (5_000, 0.04), (3_000, 0.024)])

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 
-from sgmcmc import plan, tables
-from sgmcmc.paths import results_dir
-from sgmcmc.profiles import get_profile
-from sgmcmc.store import find_result, run_or_load
+from sgmcmc_paper.analysis import tables
+from sgmcmc_paper.engine.store import find_result, run_or_load
+from sgmcmc_paper.paths import results_dir
+from sgmcmc_paper.protocol import plan
+from sgmcmc_paper.protocol.profiles import get_profile
 
 SCRATCH = "cpu-check"
 METRICS = ("accuracy", "nll", "ece", "mess", "fgsm accuracy", "notMNIST AUROC")

@@ -3,8 +3,8 @@ GPU (the paper's CNN at batch 512 is launch-bound, so one process leaves most of
 
     PYTHONPATH=src python .ci/device/precompute.py --profile paper --workers 8 --device cuda
 
-The runs are :func:`sgmcmc.plan.notebook_configs`; whatever it misses, the notebooks train
-themselves. Runs go through ``run_or_load``, whose
+The runs are :func:`sgmcmc_paper.protocol.plan.notebook_configs`; whatever it misses, the notebooks
+train themselves. Runs go through ``run_or_load``, whose
 per-key lock makes each config train once however many workers ask for it. This script
 needs neither papermill nor Ray, so it runs on the bare GPU image (torch, numpy, pandas,
 xarray, scipy) with ``PYTHONPATH=src``.
@@ -17,8 +17,8 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
-from sgmcmc.plan import notebook_configs
-from sgmcmc.store import find_result, run_or_load
+from sgmcmc_paper.engine.store import find_result, run_or_load
+from sgmcmc_paper.protocol.plan import notebook_configs
 
 
 def _configs(
@@ -45,8 +45,8 @@ def _configs(
 def _all_configs(profile: str, released_only: bool) -> list:
     if not released_only:
         return notebook_configs(profile)
-    from sgmcmc import tables
-    from sgmcmc.profiles import get_profile
+    from sgmcmc_paper.analysis import tables
+    from sgmcmc_paper.protocol.profiles import get_profile
 
     prof = get_profile(profile)
     named = ["as released"]

@@ -2,10 +2,13 @@
 
 The samplers are ``torch.optim.Optimizer`` subclasses::
 
-    from sgmcmc import SGLD, PSGLD, KSGLD, KFAC
+    from sgmcmc import SGLD, PSGLD, KSGLD, KFAC, potential
 
-and the rest of the package (data, run engine, diagnostics) reproduces
-Palacci & Hess (2018), "Scalable Natural Gradient Langevin Dynamics in Practice".
+Subpackages: :mod:`sgmcmc.samplers` (the Langevin step and its preconditioners),
+:mod:`sgmcmc.kfac` (Kronecker-factored curvature), :mod:`sgmcmc.rng` (the noise);
+:mod:`sgmcmc.diagnostics` (ESS, mESS, ArviZ conversion) for analysing chains. The library
+depends on torch and numpy only; the experiments of Palacci & Hess (2018) live in the separate
+harness package ``sgmcmc_paper`` (``pip install 'sgmcmc[paper]'``).
 """
 
 from importlib import import_module
@@ -13,12 +16,12 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "SGLD": "sgmcmc.sgld",
-    "PSGLD": "sgmcmc.psgld",
-    "KSGLD": "sgmcmc.ksgld",
+    "SGLD": "sgmcmc.samplers",
+    "PSGLD": "sgmcmc.samplers",
+    "KSGLD": "sgmcmc.samplers",
+    "LangevinSampler": "sgmcmc.samplers",
     "KFAC": "sgmcmc.kfac",
     "potential": "sgmcmc.posterior",
-    "PaperCNN": "sgmcmc.models",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

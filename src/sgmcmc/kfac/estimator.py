@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from sgmcmc.kfac.eigen import DAMPING_MODES, Blocks, Eigenbasis
 from sgmcmc.kfac.factors import LayerFactors, layer_factors
-from sgmcmc.noise import check_generator
+from sgmcmc.rng.noise import check_generator
 
 FISHERS = ("sampled", "empirical")
 FACTOR_INITS = ("first_batch", "identity")

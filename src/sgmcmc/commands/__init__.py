@@ -1,1 +1,0 @@
-"""Sub-commands of the ``sgmcmc`` command line, one module each (see :mod:`sgmcmc.cli`)."""

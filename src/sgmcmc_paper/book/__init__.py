@@ -1,0 +1,1 @@
+"""What the notebooks share: the session (provenance, runs, glue, claims) and the runner."""

@@ -1,0 +1,213 @@
+"""What every notebook does first and last: settle its parameters, say where and with what it
+runs, get runs through the store, time itself, and state the paper's claims with verdicts.
+
+Usage, right after a notebook's ``parameters`` cell::
+
+    session = Session(profile, device=device, seeds=seeds, output_dir=output_dir)
+    result = session.run(config)          # stored result, or train and store it
+    ...
+    session.claims([claim("4.1", text, holds, evidence), ...])
+    session.finish()                      # wall time, runs trained and loaded
+    session.glue("table1", frame)         # for the book's pages ({glue} + :doc:)
+
+``claims`` and ``finish`` glue their tables as ``claims`` and ``provenance``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PAPER_PROFILE = "paper"
+
+
+@dataclass
+class Session:
+    """A notebook's context. ``seeds=None`` means the profile's seeds. ``output_dir`` is the
+    results root (runs, hyper-parameter selections); when given it becomes this process's
+    ``$SGMCMC_RESULTS``, so everything the notebook reads agrees; ``None`` keeps
+    ``$SGMCMC_RESULTS``, else ``results/``. The provenance (profile, hardware, versions,
+    store) is printed on creation unless ``quiet``; below the ``paper`` profile a notice says
+    the chapter is a preview, and every table it glues says its profile."""
+
+    profile_name: str
+    device: str = "auto"
+    seeds: tuple[int, ...] | list[int] | None = None
+    output_dir: str | Path | None = None
+    quiet: bool = False
+    trained: list[tuple[str, float]] = field(default_factory=list, init=False)
+    loaded: list[str] = field(default_factory=list, init=False)
+    made_on: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
+    diverged: dict[str, str] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        from sgmcmc_paper.analysis.plotting import apply_style
+        from sgmcmc_paper.paths import results_dir
+        from sgmcmc_paper.protocol.profiles import get_profile
+
+        self.profile = get_profile(self.profile_name)
+        self.seeds = tuple(self.profile.seeds if self.seeds is None else self.seeds)
+        if self.output_dir is not None:
+            os.environ["SGMCMC_RESULTS"] = str(Path(self.output_dir).resolve())
+        self.store = results_dir()
+        self._start = time.perf_counter()
+        apply_style()
+        if not self.quiet:
+            print(self.provenance_text())
+            if self.profile.name != PAPER_PROFILE:
+                from IPython.display import HTML, display
+
+                display(HTML(self._preview_notice()))
+
+    def profile_note(self) -> str:
+        """One sentence: the profile these results come from, and whether it is the paper's."""
+        if self.profile.name == PAPER_PROFILE:
+            return "At the paper profile (the paper's protocol)."
+        return (
+            f"At the {self.profile.name} profile: a preview at a smaller size, not the paper's "
+            "protocol."
+        )
+
+    def _preview_notice(self) -> str:
+        from html import escape
+
+        return (
+            '<div class="admonition warning"><p class="admonition-title">Preview</p><p>'
+            f"{escape(self.profile_note())} The {self.profile.name} profile is "
+            f"{escape(self.profile.description)}. At the paper profile the numbers and verdicts "
+            "of this chapter may differ.</p></div>"
+        )
+
+    # ------------------------------------------------------------------ provenance
+    def provenance(self) -> dict[str, Any]:
+        """Profile, hardware, versions and store, as a flat dict."""
+        import numpy as np
+        import torch
+
+        import sgmcmc
+        from sgmcmc_paper.engine.experiment import device_name, resolve_device
+
+        resolved = resolve_device(self.device)
+        info = {
+            "profile": f"{self.profile.name}: {self.profile.description}",
+            "seeds": ", ".join(map(str, self.seeds)),
+            "device": f"{resolved} ({device_name(resolved)})",
+            "python": platform.python_version(),
+            "sgmcmc": sgmcmc.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "store": str(self.store),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+        for name in ("arviz", "scipy"):
+            module = sys.modules.get(name)
+            if module is not None:
+                info[name] = module.__version__
+        return info
+
+    def provenance_text(self) -> str:
+        info = self.provenance()
+        width = max(map(len, info))
+        return "\n".join(f"{key:<{width}}  {value}" for key, value in info.items())
+
+    # ------------------------------------------------------------------ runs
+    def run(self, config):
+        """The stored result of ``config`` (made on any device), else train, store, return it."""
+        from sgmcmc_paper.engine.store import find_result, run_or_load
+
+        if find_result(config, self.store) is not None:
+            self.loaded.append(config.key())
+            result = run_or_load(config, device=self.device, root=self.store)
+        else:
+            start = time.perf_counter()
+            result = run_or_load(config, device=self.device, root=self.store)
+            self.trained.append((config.key(), time.perf_counter() - start))
+        provenance = result.provenance or {}
+        self.made_on[config.key()] = (
+            provenance.get("device_name") or provenance.get("device") or "unknown device",
+            float(provenance.get("timing", {}).get("total_s", math.nan)),
+        )
+        if result.diverged:
+            epoch = (result.divergence or {}).get("epoch")
+            where = f" at epoch {epoch}" if epoch is not None else ""
+            self.diverged[config.key()] = f"{_label(config)} seed {config.seed}{where}"
+        return result
+
+    def glue(self, name: str, value: Any) -> None:
+        """Make ``value`` pasteable in the book's pages as ``{glue} name`` with ``:doc:`` this
+        notebook: a DataFrame as an HTML table headed by :meth:`profile_note`, anything else
+        as a paragraph (MyST-NB pastes HTML, images and plain text across pages, not
+        Markdown)."""
+        from html import escape
+
+        from IPython.display import HTML
+        from myst_nb import glue
+
+        if hasattr(value, "to_html"):
+            note = f"<p><em>{escape(self.profile_note())}</em></p>"
+            html = note + value.to_html(border=0, na_rep="")
+        else:
+            html = f"<p>{escape(str(value))}</p>"
+        glue(name, HTML(html), display=False)
+
+    # ------------------------------------------------------------------ closing
+    def claims(self, rows: list[dict[str, Any]]):
+        """The paper's claims with computed verdicts, as a table (see :func:`claim`)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(rows, columns=["section", "claim", "holds", "evidence"])
+        frame.attrs["profile"] = self.profile.name
+        frame = frame.set_index("section")
+        self.glue("claims", frame)
+        return frame
+
+    def finish(self) -> str:
+        """One line: this notebook's wall time, how many runs it trained and loaded, where they
+        were made, and which diverged (their metrics stop there: a window the run did not
+        reach is missing, and tables average the seeds that reached it)."""
+        total = time.perf_counter() - self._start
+        trained = sum(seconds for _, seconds in self.trained)
+        line = (
+            f"profile {self.profile.name}: wall time {total:.1f} s; trained {len(self.trained)} "
+            f"run(s) in {trained:.1f} s, loaded {len(self.loaded)} from the store"
+        )
+        devices: dict[str, list[float]] = {}
+        for device, seconds in self.made_on.values():
+            devices.setdefault(device, []).append(seconds)
+        if devices:
+            made = "; ".join(
+                f"{len(times)} on {device} ({sum(t for t in times if t == t):.0f} s)"
+                for device, times in sorted(devices.items())
+            )
+            line += f"; its runs were made {made} (wall time of each run, summed)"
+        if self.diverged:
+            line += (
+                f"; {len(self.diverged)} diverged ({'; '.join(sorted(self.diverged.values()))}): "
+                "their metrics stop there, and each table averages the seeds that reached it"
+            )
+        print(line)
+        self.glue("provenance", line)
+        return line
+
+
+def _label(config) -> str:
+    """A run's method and what sets it apart from the paper's runs of that method."""
+    label = f"{config.method} {config.convention}"
+    if config.convention == "langevin":
+        label += " eq. 1" if config.precondition == "both" else " eq. 2"
+    if config.temperature != 1.0:
+        label += f" T={config.temperature:g}"
+    return label
+
+
+def claim(section: str, text: str, holds: bool | None, evidence: str) -> dict[str, Any]:
+    """One row of a claims table: ``holds`` is computed from results (``None``: not testable
+    at this profile, which ``evidence`` explains)."""
+    verdict = "n/a" if holds is None else ("yes" if bool(holds) else "no")
+    return {"section": section, "claim": text, "holds": verdict, "evidence": evidence}

@@ -1,0 +1,149 @@
+"""``sgmcmc sweep``: tune methods by the paper's compute-budgeted grid search (Ray Tune)."""
+
+from __future__ import annotations
+
+import argparse
+
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.protocol.config import CONVENTIONS, METHODS
+
+EPILOG = """\
+Each grid point is a run on MNIST's 50k/10k train/validation split, stored like any run, so a
+rerun (e.g. after Ctrl-C) loads the finished trials and trains only the rest. Learning rates
+come first, then the schedule and each method's constants at the best point so far; a trial
+is launched only while it is predicted to fit in BUDGET x the SGD run's wall time. The
+selection (best validation accuracy) goes to results/hparams/<profile>.json, which tuned runs
+and notebook 00 read.
+
+Ray starts locally unless --address (or $RAY_ADDRESS) names a running cluster:
+  head node:    ray start --head --port=6379
+  other nodes:  ray start --address=HEAD_IP:6379
+  anywhere:     SGMCMC_RESULTS=/shared/results SGMCMC_DATA=/shared/data \\
+                sgmcmc sweep --method sgld --profile paper --address HEAD_IP:6379
+Every node needs this package installed and must see $SGMCMC_RESULTS and $SGMCMC_DATA at the
+same paths (shared storage): the trials write their runs there. With token authentication
+(Ray's default since 2.59) every node and the sweep also need RAY_AUTH_MODE=token and the
+cluster's token (RAY_AUTH_TOKEN, or the file ~/.ray/auth_token; `ray get-auth-token`).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help="tune methods by compute-budgeted grid search",
+        description=__doc__.splitlines()[0].split(": ", 1)[1],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--method", nargs="+", required=True, choices=METHODS, help="method(s) to tune"
+    )
+    parser.add_argument(
+        "--convention",
+        choices=CONVENTIONS,
+        default=None,
+        help="learning-rate convention (default: the run config's, 'paper')",
+    )
+    parser.add_argument("--profile", default=None, help="ci, quick or paper ($SGMCMC_PROFILE)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="compute per method in multiples of the SGD run's wall time (default: profile's)",
+    )
+    parser.add_argument(
+        "--train-size",
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="training-set size(s) to tune for, 'full' for all 50,000 (default: the "
+        "profile's); each size gets its own selection, e.g. smallMNIST's 5000",
+    )
+    parser.add_argument(
+        "--small", action="store_true", help="also tune for the profile's smallMNIST sizes"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("ray", "serial"),
+        default="ray",
+        help="ray: Ray Tune trials (default); serial: the same trials in this process",
+    )
+    parser.add_argument(
+        "--address", default=None, help="join a running Ray cluster (default: $RAY_ADDRESS)"
+    )
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs per trial, a fraction packs several on one GPU (default: 1 if any)",
+    )
+    parser.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=None,
+        metavar="C",
+        help="CPUs per trial (default: 1 with a GPU, else all CPUs of a node)",
+    )
+    parser.add_argument(
+        "--max-trials", type=int, default=None, help="at most this many trials per method"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (for the runs)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the runs' own per-epoch output"
+    )
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from sgmcmc_paper.protocol.profiles import get_profile
+    from sgmcmc_paper.sweep import RayOptions, run_sweep
+    from sgmcmc_paper.sweep.search import DEFAULT_CONVENTION
+
+    profile = get_profile(args.profile)
+    sizes = _train_sizes(args.train_size, profile.train_size)
+    if args.small:
+        sizes += [s for s in profile.small_train_sizes if s not in sizes]
+    if args.max_trials is not None and args.max_trials < 1:
+        raise UserError(f"--max-trials must be at least 1, got {args.max_trials}")
+    for name in ("gpus_per_trial", "cpus_per_trial"):
+        value = getattr(args, name)
+        if value is not None and not value >= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"unknown device {args.device!r}; use one of auto, cpu, cuda")
+    results = run_sweep(
+        args.method,
+        convention=args.convention or DEFAULT_CONVENTION,
+        profile=profile.name,
+        budget=args.budget,
+        train_sizes=sizes,
+        engine=args.engine,
+        ray=RayOptions(
+            address=args.address,
+            gpus_per_trial=args.gpus_per_trial,
+            cpus_per_trial=args.cpus_per_trial,
+            verbose=args.verbose,
+        ),
+        max_trials=args.max_trials,
+        device=args.device,
+        progress=args.verbose,
+    )
+    from sgmcmc_paper.protocol.hparams import hparams_path
+
+    print(f"selection written to {hparams_path(profile.name)}")
+    return 0 if all(r.selected is not None for r in results) else 1
+
+
+def _train_sizes(values: list[str] | None, default: int | None) -> list[int | None]:
+    if values is None:
+        return [default]
+    sizes: list[int | None] = []
+    for value in values:
+        if value == "full":
+            sizes.append(None)
+        elif value.isdigit() and int(value) > 0:
+            sizes.append(int(value))
+        else:
+            raise UserError(f"--train-size takes positive integers or 'full', got {value!r}")
+    return sizes

@@ -1,0 +1,1 @@
+"""How a run is made and kept: training, evaluation, traces, checkpoints and the run store."""

@@ -1,0 +1,57 @@
+"""Checkpoints of a run in progress, taken at epoch ends, so that an interrupted run (a killed
+job, a session that ends) resumes where it stopped, bit for bit, instead of starting over.
+
+A checkpoint is one ``torch.save`` file of tensors, numbers, strings and containers, loaded
+with ``weights_only=True``, written atomically (a hidden temporary renamed into place). It
+names the run's key and :data:`FORMAT`, so it never resumes another config or a layout this
+version cannot read. It is a cache of the store (:func:`sgmcmc_paper.engine.store.run_or_load`),
+which deletes it once the run's result is written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgmcmc_paper.errors import UserError
+
+FORMAT = 1
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (with ``"key"``) to ``path`` atomically, as checkpoint :data:`FORMAT`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({**state, "format": FORMAT}, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write the checkpoint {path}: {exc.strerror or exc}") from None
+
+
+def load_checkpoint(path: Path, key: str, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint of run ``key`` at ``path`` with its tensors on ``device``; ``None`` when
+    there is none. An unreadable file, or one of another run or format, is a one-line
+    :class:`UserError` naming the file to delete."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    fix = f"delete {path} to start the run over"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated, tampered, or not a torch file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(
+            f"checkpoint {path} is unreadable ({type(exc).__name__}: {reason[:120]}); {fix}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("key") != key:
+        found = state.get("key") if isinstance(state, dict) else type(state).__name__
+        raise UserError(
+            f"checkpoint {path} is not one of run {key} in format {FORMAT} (found {found!r}); {fix}"
+        )
+    return state

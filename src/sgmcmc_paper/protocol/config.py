@@ -1,0 +1,440 @@
+"""What one run is: a frozen, hashable :class:`RunConfig` and its averaging :class:`Window` s.
+
+A config names everything that determines a run's result (method and hyper-parameters, data,
+schedule, evaluation sizes, seed) and nothing that does not (device, paths, verbosity: those
+are arguments of :func:`sgmcmc_paper.engine.experiment.run`). :meth:`RunConfig.key` hashes the
+former, so a result made on a GPU is found from a CPU. Fields a method ignores are normalised to
+``None`` (e.g. ``kfac_damping`` of an SGLD run), so they never split the store.
+
+Units. ``lr`` is in the units of the config's ``convention`` (DESIGN.md): mean-loss units for
+``"paper"``, potential units (``N`` times smaller) for ``"langevin"``. ``eval_every``,
+``trace_every`` and window spacings count optimizer steps; an epoch is
+``ceil(train size / batch_size)`` steps (the last batch of an epoch is smaller).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sgmcmc_paper.errors import UserError
+
+METHODS = ("sgd", "fsgd", "sgld", "psgld", "ksgld")
+CONVENTIONS = ("paper", "langevin")
+PRECONDITIONS = ("noise", "both")
+INITS = ("tf", "torch")
+DATASETS = ("mnist",)
+SPLITS = ("test", "validation")
+FISHERS = ("sampled", "empirical")
+DAMPING_MODES = ("exact", "factored")
+WINDOW_SETS = ("test", "fgsm", "ood")
+#: Training examples of each dataset and split the run evaluates on.
+TRAIN_SIZES = {("mnist", "test"): 60_000, ("mnist", "validation"): 50_000}
+# Fields added after results were stored, with the values that reproduce the behaviour from
+# before they existed: left out of a config's key at those values, so stored keys still hold.
+LATE_FIELDS: dict[str, tuple] = {"kfac_eigen_rtol": (None, 0.0)}
+#: Bump when the engine's output for an unchanged config changes meaning; it is part of the key.
+RESULT_SCHEMA = 1
+
+#: The released code's learning rates (PAPER.md §2), in the paper convention.
+RELEASED_LR = {"sgd": 0.01, "fsgd": 0.01, "sgld": 0.02, "psgld": 0.02, "ksgld": 0.02}
+# Langevin convention, preconditioned drift (precondition="both"): the step is about lr per
+# coordinate for pSGLD (lr·∇U/sqrt(V), RMSprop's range) and the natural-gradient step
+# lr·F̃⁻¹g for KSGLD, whatever N; the sweep's grids start from these (sgmcmc_paper.sweep.grids).
+LANGEVIN_PRECONDITIONED_LR = {"psgld": 3e-4, "ksgld": 1e-3}
+
+
+def default_lr(method: str, convention: str, precondition: str | None, num_train: int) -> float:
+    """The rate a config gets when none is given or tuned: the released code's in the paper
+    convention; in the langevin convention the rate that gives the released gradient step
+    (``lr/N`` for SGD, ``lr/(2N)`` for the Langevin methods, whose paper step is ``(lr/2)·g``)
+    wherever the drift is not preconditioned, :data:`LANGEVIN_PRECONDITIONED_LR` where it is."""
+    if convention == "paper":
+        return RELEASED_LR[method]
+    if precondition == "both" and method in LANGEVIN_PRECONDITIONED_LR:
+        return LANGEVIN_PRECONDITIONED_LR[method]
+    return RELEASED_LR[method] / (num_train if method in ("sgd", "fsgd") else 2 * num_train)
+
+
+class ConfigError(UserError, ValueError):
+    """An impossible or unknown configuration value: a ``ValueError`` that the CLI prints."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Posterior samples whose predictions are averaged: ``samples`` steps, ``every`` apart,
+    the last one at the final step of epoch ``end_epoch``.
+
+    ``sets`` says what each sample is evaluated on: ``"test"`` (the test subset), ``"fgsm"``
+    (adversarial examples of the attack subset, three threat models) and ``"ood"`` (the
+    out-of-distribution sets; needs ``"test"``, the in-distribution side of the detection
+    scores). In a profile, ``end_epoch=None`` means the run's last epoch and ``samples=None``
+    every ``every``-th step of that epoch; :class:`RunConfig` resolves both.
+    """
+
+    name: str
+    samples: int | None = None
+    every: int = 1
+    end_epoch: int | None = None
+    sets: tuple[str, ...] = WINDOW_SETS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sets", tuple(self.sets))
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise ConfigError(f"window name must be letters, digits and _, got {self.name!r}")
+        _check_int(f"window {self.name}: every", self.every, 1)
+        if self.samples is not None:
+            _check_int(f"window {self.name}: samples", self.samples, 1)
+        if self.end_epoch is not None:
+            _check_int(f"window {self.name}: end_epoch", self.end_epoch, 1)
+        unknown = sorted(set(self.sets) - set(WINDOW_SETS))
+        if unknown or not self.sets:
+            raise ConfigError(
+                f"window {self.name}: sets must be a non-empty subset of {WINDOW_SETS}, "
+                f"got {self.sets!r}"
+            )
+        if "ood" in self.sets and "test" not in self.sets:
+            raise ConfigError(
+                f"window {self.name}: 'ood' needs 'test' too (the in-distribution scores)"
+            )
+
+    def steps(self, steps_per_epoch: int) -> tuple[int, ...]:
+        """The 1-based optimizer steps of the samples, oldest first (needs a resolved window)."""
+        end = self.end_epoch * steps_per_epoch
+        return tuple(end - k * self.every for k in reversed(range(self.samples)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "sets": list(self.sets)}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of the paper's CNN with one method (the fields are the run's definition).
+
+    ``None`` in a method hyper-parameter means its default: ``lr`` from :func:`default_lr`
+    (the released code's 0.01 for SGD/FSGD and 0.02 for the Langevin methods, in each
+    convention's units; pSGLD's and KSGLD's own where their drift is preconditioned);
+    ``precondition`` "noise" (paper) or "both" (langevin); pSGLD's ``alpha``/``eps`` the
+    sampler's per-convention defaults (:class:`sgmcmc.PSGLD`).
+
+    ``sgd`` and ``fsgd`` are one training (``torch.optim.SGD``); every run records both the
+    single model and the window-averaged predictions, so they share one stored result: SGD's
+    row reads ``single``, FSGD's ``averaged``.
+
+    ``kfac_update=False`` is the released code's K-FAC, never updated, whose stored inverse
+    was the identity: KSGLD then takes exactly SGLD's step (PAPER.md §2), so it is trained as
+    ``sgld`` and shares SGLD's stored result (its other ``kfac_*`` fields are ignored).
+    ``kfac_eigen_rtol`` is :class:`sgmcmc.KFAC`'s ``eigen_rtol`` (``0``: exact K-FAC).
+    """
+
+    method: str
+    lr: float | None = None
+    lr_decay: float = 1.0
+    lr_decay_steps: int = 50
+    convention: str = "paper"
+    precondition: str | None = None
+    temperature: float = 1.0
+    prior_std: float | None = 1.0
+    psgld_alpha: float | None = None
+    psgld_eps: float | None = None
+    kfac_damping: float | None = 1e-3
+    kfac_damping_mode: str | None = "exact"
+    kfac_ema_decay: float | None = 0.95
+    kfac_factor_every: int | None = 10
+    kfac_inverse_every: int | None = 100
+    kfac_fisher: str | None = "sampled"
+    kfac_eigen_rtol: float | None = 0.0
+    kfac_update: bool | None = True
+    init: str = "tf"
+    dataset: str = "mnist"
+    evaluate_on: str = "test"
+    train_size: int | None = None
+    epochs: int = 10
+    batch_size: int = 512
+    eval_every: int = 10
+    trace_every: int = 2
+    trace_per_tensor: int = 8
+    probe_size: int = 32
+    test_size: int | None = None
+    attack_size: int | None = None
+    ood_size: int | None = None
+    fgsm_eps: tuple[float, ...] = (0.3,)
+    windows: tuple[Window, ...] = ()
+    seed: int = 0
+    #: The store folder (``results/<profile>/``); a label, not part of the key.
+    profile: str = field(default="custom", compare=False)
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        _check_choice("method", self.method, METHODS)
+        _check_choice("convention", self.convention, CONVENTIONS)
+        _check_choice("init", self.init, INITS)
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("evaluate_on", self.evaluate_on, SPLITS)
+        for name in ("epochs", "batch_size", "eval_every", "lr_decay_steps", "probe_size"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("trace_every", self.trace_every, 0)
+        _check_int("trace_per_tensor", self.trace_per_tensor, 1)
+        _check_int("seed", self.seed, 0)
+        limit = TRAIN_SIZES[(self.dataset, self.evaluate_on)]
+        if self.train_size is not None:
+            _check_int("train_size", self.train_size, 1)
+            if self.train_size > limit:
+                raise ConfigError(
+                    f"train_size {self.train_size} exceeds the {limit:,} training examples of "
+                    f"{self.dataset} ({self.evaluate_on} split); use at most {limit}"
+                )
+        for name in ("test_size", "attack_size", "ood_size"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        _check_positive("lr_decay", self.lr_decay)
+        _check_positive("temperature", self.temperature, allow_zero=True)
+        eps = self.fgsm_eps if isinstance(self.fgsm_eps, (list, tuple)) else (self.fgsm_eps,)
+        if not eps or any(not _is_number(e) or not 0 < e < math.inf for e in eps):
+            raise ConfigError(f"fgsm_eps must be positive numbers, got {self.fgsm_eps!r}")
+        set_(self, "fgsm_eps", tuple(float(e) for e in eps))
+        self._normalise_method_fields()
+        set_(self, "windows", self._resolve_windows())
+
+    def _normalise_method_fields(self) -> None:
+        """Fill defaults and set fields the method ignores to ``None`` (one key per run)."""
+        set_ = object.__setattr__
+        langevin = self.method in ("sgld", "psgld", "ksgld")
+        if langevin:
+            default = "noise" if self.convention == "paper" else "both"
+            set_(self, "precondition", self.precondition or default)
+            _check_choice("precondition", self.precondition, PRECONDITIONS)
+            if self.convention == "paper" and self.precondition == "both":
+                raise ConfigError(
+                    "precondition must be 'noise' with convention 'paper' (the released code "
+                    "preconditions only the noise); use convention 'langevin' for 'both'"
+                )
+            if self.method == "sgld":
+                set_(self, "precondition", default)  # P = I: both choices are the same step
+        else:
+            set_(self, "precondition", None)
+            set_(self, "temperature", 0.0)
+        if self.lr is None:
+            set_(self, "lr", default_lr(self.method, self.convention, self.precondition,
+                                        self.num_train))  # fmt: skip
+        _check_positive("lr", self.lr)
+        set_(self, "lr", float(self.lr))
+        if self.convention == "paper":
+            set_(self, "prior_std", None)
+        elif self.prior_std is not None:
+            _check_positive("prior_std", self.prior_std)
+        if self.method == "psgld":
+            if self.psgld_alpha is not None and not 0 <= self.psgld_alpha < 1:
+                raise ConfigError(f"psgld_alpha must lie in [0, 1), got {self.psgld_alpha!r}")
+            if self.psgld_eps is not None:
+                _check_positive("psgld_eps", self.psgld_eps)
+        else:
+            set_(self, "psgld_alpha", None)
+            set_(self, "psgld_eps", None)
+        kfac_fields = [f.name for f in dataclasses.fields(self) if f.name.startswith("kfac_")]
+        if self.method != "ksgld" or self.kfac_update is False:
+            for name in kfac_fields:
+                set_(self, name, None)
+            if self.method == "ksgld":
+                set_(self, "kfac_update", False)
+            return
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in kfac_fields}
+        for name in kfac_fields:
+            if getattr(self, name) is None:
+                set_(self, name, defaults[name])
+        _check_choice("kfac_damping_mode", self.kfac_damping_mode, DAMPING_MODES)
+        _check_positive("kfac_damping", self.kfac_damping)
+        if not 0 <= self.kfac_ema_decay < 1:
+            raise ConfigError(f"kfac_ema_decay must lie in [0, 1), got {self.kfac_ema_decay!r}")
+        _check_int("kfac_factor_every", self.kfac_factor_every, 1)
+        _check_int("kfac_inverse_every", self.kfac_inverse_every, 1)
+        _check_choice("kfac_fisher", self.kfac_fisher, FISHERS)
+        if not 0 <= self.kfac_eigen_rtol < 1:
+            raise ConfigError(
+                f"kfac_eigen_rtol must lie in [0, 1) (0: exact K-FAC), got {self.kfac_eigen_rtol!r}"
+            )
+        set_(self, "kfac_update", bool(self.kfac_update))
+
+    def _resolve_windows(self) -> tuple[Window, ...]:
+        if not isinstance(self.windows, (list, tuple)):
+            raise ConfigError(f"windows must be a list of windows, got {self.windows!r}")
+        windows = tuple(_window(w) for w in self.windows)
+        names = [w.name for w in windows]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"window names must be unique, got {names}")
+        spe = self.steps_per_epoch
+        resolved = []
+        for w in windows:
+            end = self.epochs if w.end_epoch is None else w.end_epoch
+            samples = w.samples if w.samples is not None else math.ceil(spe / w.every)
+            if end > self.epochs:
+                raise ConfigError(
+                    f"window {w.name} ends at epoch {end} but the run has {self.epochs} epochs; "
+                    "lower its end_epoch or raise epochs"
+                )
+            first = end * spe - (samples - 1) * w.every
+            if first < 1:
+                raise ConfigError(
+                    f"window {w.name} needs {samples} samples {w.every} steps apart ending at "
+                    f"step {end * spe}, which is before step 1; use fewer samples or a later end"
+                )
+            resolved.append(dataclasses.replace(w, end_epoch=end, samples=samples))
+        return tuple(resolved)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def num_train(self) -> int:
+        """Training examples used (the first ``train_size`` of the training split)."""
+        return self.train_size or TRAIN_SIZES[(self.dataset, self.evaluate_on)]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.num_train / self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def algorithm(self) -> str:
+        """What is trained: ``fsgd`` trains as ``sgd`` (they differ in what is read), and
+        ``ksgld`` with ``kfac_update=False`` as ``sgld``."""
+        if self.method == "fsgd":
+            return "sgd"
+        if self.method == "ksgld" and self.kfac_update is False:
+            return "sgld"
+        return self.method
+
+    def window(self, name: str) -> Window:
+        for w in self.windows:
+            if w.name == name:
+                return w
+        raise KeyError(f"no window {name!r}; this run has {[w.name for w in self.windows]}")
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready fields (windows as dicts, tuples as lists)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["windows"] = [w.to_dict() for w in self.windows]
+        out["fgsm_eps"] = list(self.fgsm_eps)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """The inverse of :meth:`to_dict`; unknown fields are an error naming them."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a run config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config fields {unknown}; known fields: {sorted(known)}")
+        if "method" not in data:
+            raise ConfigError("a run config needs a 'method' (one of " + ", ".join(METHODS) + ")")
+        return cls(**data)
+
+    def key(self) -> str:
+        """16 hex digits of a SHA-256 of the result-determining fields (not ``profile``)."""
+        fields = self.to_dict()
+        fields.pop("profile")
+        for name, absent in LATE_FIELDS.items():  # keys from before the field existed hold
+            if fields[name] in absent:
+                fields.pop(name)
+        if self.algorithm != self.method:
+            fields.update(method=self.algorithm, kfac_update=None)
+        fields["schema"] = RESULT_SCHEMA
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some fields changed (re-validated; unset method fields re-defaulted)."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ named configurations
+    @classmethod
+    def as_released(cls, method: str, profile: str = "paper", **overrides: Any) -> RunConfig:
+        """The released code's behaviour (PAPER.md §2) at a profile's sizes.
+
+        Paper convention (mean loss, ``(lr/2)·g + lr²·P·ξ``), TF initialisation, the code's
+        learning rates, its pSGLD recursion, and K-FAC never updated (KSGLD = SGLD).
+        """
+        from sgmcmc_paper.protocol.profiles import get_profile
+
+        released = {"convention": "paper", "init": "tf", "lr": RELEASED_LR.get(method)}
+        if method == "ksgld":
+            released["kfac_update"] = False
+        return get_profile(profile).config(method, **{**released, **overrides})
+
+    @classmethod
+    def as_described(
+        cls, method: str, profile: str = "paper", tuned: bool = True, **overrides: Any
+    ) -> RunConfig:
+        """What the paper describes: a working K-FAC, the paper convention's noise, tuned rates.
+
+        K-FAC is damped as tf.contrib.kfac (and Martens & Grosse) do, factor by factor
+        (``kfac_damping_mode="factored"``), with the code's damping 1e-3 and decay 0.95.
+        pSGLD keeps :class:`sgmcmc.PSGLD`'s paper-convention rule (the released recursion);
+        Li et al.'s RMSprop average comes with ``convention="langevin"``.
+
+        The rates come from ``results/hparams/<profile's hparams>.json`` when ``tuned`` and a
+        selection exists for this method, convention and training size
+        (:mod:`sgmcmc_paper.protocol.hparams`; pSGLD and KSGLD with ``precondition="noise"`` in the
+        langevin convention take SGLD's rate and schedule, since their drift is SGLD's); otherwise
+        :func:`default_lr`.
+        """
+        from sgmcmc_paper.protocol.hparams import tuned_overrides
+        from sgmcmc_paper.protocol.profiles import get_profile
+
+        prof = get_profile(profile)
+        described: dict[str, Any] = {"convention": "paper", "init": "tf"}
+        if method == "ksgld":
+            described.update(kfac_update=True, kfac_damping_mode="factored")
+        described.update(overrides)
+        if tuned:
+            convention = described.get("convention", "paper")
+            train_size = described.get("train_size", prof.train_size)
+            selection = tuned_overrides(prof.hparams, method, convention, train_size) or {}
+            noise_only = described.get("precondition") == "noise"
+            if convention == "langevin" and noise_only and method in LANGEVIN_PRECONDITIONED_LR:
+                # eq. 2: the drift is SGLD's, so its rate and schedule are SGLD's selection's
+                sgld = tuned_overrides(prof.hparams, "sgld", convention, train_size) or {}
+                selection = {k: v for k, v in selection.items() if k not in ("lr", "lr_decay")}
+                selection.update({k: sgld[k] for k in ("lr", "lr_decay") if k in sgld})
+            described = {**selection, **described}
+        return prof.config(method, **described)
+
+
+def _window(spec: Window | dict[str, Any]) -> Window:
+    if isinstance(spec, Window):
+        return spec
+    if not isinstance(spec, dict):
+        raise ConfigError(f"a window must be an object of Window fields, got {spec!r}")
+    try:
+        return Window(**spec)
+    except TypeError as exc:
+        raise ConfigError(f"bad window {spec!r}: {exc}") from None
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = _is_number(value) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")

@@ -1,0 +1,48 @@
+"""Tuned hyper-parameters: the sweep's selections in ``results/hparams/<profile>.json``.
+
+Schema (written by :mod:`sgmcmc_paper.sweep`, read here)::
+
+    {"profile": "paper",
+     "selected": {"<convention>/<method>/<train size or 'full'>": {"lr": 0.02, ...}, ...},
+     ...anything else the sweep records (budget used, trial table)}
+
+Each selection maps :class:`~sgmcmc_paper.protocol.config.RunConfig` field names to values; a run
+built with ``tuned=True`` takes them, and fields given explicitly win.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.paths import results_dir
+
+
+def hparams_path(profile: str) -> Path:
+    """``results/hparams/<profile>.json`` (under ``$SGMCMC_RESULTS`` when set)."""
+    return results_dir() / "hparams" / f"{profile}.json"
+
+
+def selection_key(method: str, convention: str, train_size: int | None) -> str:
+    """The key of one selection: ``"<convention>/<method>/<train size or 'full'>"``."""
+    return f"{convention}/{method}/{'full' if train_size is None else int(train_size)}"
+
+
+def tuned_overrides(
+    profile: str, method: str, convention: str, train_size: int | None
+) -> dict[str, Any] | None:
+    """The selected fields for this method, or ``None`` when nothing was selected for it."""
+    path = hparams_path(profile)
+    if not path.exists():
+        return None
+    try:
+        selected = json.loads(path.read_text())["selected"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"{path} is not a hyper-parameter selection ({exc}); rerun `sgmcmc sweep` or "
+            "delete the file"
+        ) from None
+    found = selected.get(selection_key(method, convention, train_size))
+    return dict(found) if found is not None else None

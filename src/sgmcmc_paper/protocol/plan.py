@@ -1,0 +1,119 @@
+"""Which runs each notebook needs at a profile: the notebooks build their configs here, so the
+same lists let the runs be trained ahead (on a GPU, by several workers:
+``.ci/device/precompute.py``), checked for before a long CPU job, or used to decide which
+notebooks the store can execute at a profile without training.
+
+Every function returns ``{(label, method, seed): RunConfig}`` (``tables.run_all``'s input);
+:data:`NOTEBOOK_RUNS` maps each notebook's file stem to the configs it asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from sgmcmc_paper.analysis import tables
+from sgmcmc_paper.analysis.tables import RunKey
+from sgmcmc_paper.engine.store import find_result
+from sgmcmc_paper.protocol.config import RunConfig
+from sgmcmc_paper.protocol.hparams import tuned_overrides
+from sgmcmc_paper.protocol.profiles import get_profile
+
+LANGEVIN_METHODS = ("sgld", "psgld", "ksgld")
+#: The cold temperature of the langevin runs where the sweep selected none.
+DEFAULT_COLD_TEMPERATURE = 0.01
+
+Configs = dict[RunKey, RunConfig]
+
+
+def main_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Figs. 1, 2, 4 and Table 1: both configurations, every method, the full training set."""
+    return tables.reproduction_configs(profile, seeds)
+
+
+def small_configs(profile: str, seeds: Iterable[int], train_size: int) -> Configs:
+    """Fig. 3: the same at one smallMNIST size, for the profile's ``small_epochs``."""
+    epochs = get_profile(profile).small_epochs
+    return tables.reproduction_configs(profile, seeds, train_size=train_size, epochs=epochs)
+
+
+def gradient_or_noise_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Eq. 1 (gradient and noise preconditioned) and eq. 2 (noise only), langevin convention;
+    eq. 2 only where ``P`` is not the identity."""
+    seeds = tuple(seeds)
+    configs = tables.langevin_configs(
+        profile, seeds, LANGEVIN_METHODS, "eq. 1", precondition="both"
+    )
+    configs.update(
+        tables.langevin_configs(profile, seeds, ["psgld", "ksgld"], "eq. 2", precondition="noise")
+    )
+    return configs
+
+
+def cold_temperatures(profile: str) -> dict[str, float]:
+    """Per langevin method, the temperature its sweep selected, else the default cold one."""
+    prof = get_profile(profile)
+    return {
+        method: (tuned_overrides(prof.hparams, method, "langevin", prof.train_size) or {}).get(
+            "temperature", DEFAULT_COLD_TEMPERATURE
+        )
+        for method in LANGEVIN_METHODS
+    }
+
+
+def noise_convention_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Langevin chains at T = 1 and at :func:`cold_temperatures`, beside the paper convention
+    as described."""
+    seeds = tuple(seeds)
+    configs = tables.langevin_configs(
+        profile, seeds, LANGEVIN_METHODS, "langevin T=1", temperature=1.0
+    )
+    for method, temperature in cold_temperatures(profile).items():
+        configs.update(
+            tables.langevin_configs(
+                profile, seeds, [method], "langevin cold", temperature=temperature
+            )
+        )
+    configs.update(
+        tables.reproduction_configs(
+            profile, seeds, methods=LANGEVIN_METHODS, configurations=["as described"]
+        )
+    )
+    return configs
+
+
+def _small(profile: str, seeds: Iterable[int]) -> Configs:
+    seeds = tuple(seeds)
+    configs: Configs = {}
+    for size in get_profile(profile).small_train_sizes:
+        configs.update(
+            {(f"{k[0]} {size}", *k[1:]): c for k, c in small_configs(profile, seeds, size).items()}
+        )
+    return configs
+
+
+NOTEBOOK_RUNS: dict[str, Callable[[str, Iterable[int]], Configs]] = {
+    "00_hyperparameters": lambda profile, seeds: {},
+    "01_test_accuracy": main_configs,
+    "02_mixing": main_configs,
+    "03_small_mnist": _small,
+    "04_adversarial": main_configs,
+    "05_out_of_distribution": main_configs,
+    "06_gradient_or_noise": gradient_or_noise_configs,
+    "07_noise_conventions": noise_convention_configs,
+}
+
+
+def notebook_configs(profile: str, notebook: str | None = None) -> list[RunConfig]:
+    """The configs ``notebook`` (a file stem) needs at ``profile`` with its seeds; ``None``:
+    those of every notebook, each once, most needed first (Figs. 1, 2, 4, Table 1, then Fig. 3)."""
+    if notebook is not None and notebook not in NOTEBOOK_RUNS:
+        raise KeyError(f"no run plan for notebook {notebook!r}; known: {sorted(NOTEBOOK_RUNS)}")
+    seeds = get_profile(profile).seeds
+    names = [notebook] if notebook is not None else list(NOTEBOOK_RUNS)
+    unique = {c.key(): c for name in names for c in NOTEBOOK_RUNS[name](profile, seeds).values()}
+    return list(unique.values())
+
+
+def missing_runs(profile: str, notebook: str | None = None) -> list[RunConfig]:
+    """The configs of :func:`notebook_configs` that the store does not hold yet."""
+    return [c for c in notebook_configs(profile, notebook) if find_result(c) is None]

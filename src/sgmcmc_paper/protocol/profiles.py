@@ -1,0 +1,197 @@
+"""The three sizes of every experiment: ``ci``, ``quick`` and ``paper`` (DESIGN.md "Profiles").
+
+This module is the one place where sizes live: training-set size, epochs, evaluation subsets,
+averaging windows, trace thinning, seeds and the sweep budget. Notebooks pick a profile
+(``$SGMCMC_PROFILE``, else ``paper``) and build configs with :meth:`Profile.config`.
+
+Windows (PAPER.md §4): ``fig4`` is "the last epoch's samples of the 10-epoch run" (Fig. 4,
+out-of-distribution), ``table1`` is "the last 50 samples, every 20 steps, of the 20-epoch run"
+(Table 1, FGSM). With a constant learning rate the first 10 epochs of the 20-epoch run are the
+10-epoch run, so one run per (method, seed) serves Figs. 1, 2, 4 and Table 1.
+
+Evaluation cost, counted in one-image forward passes (on this CPU a training step costs about
+two per image): the per-epoch curves cost ``test_size`` every ``eval_every`` steps; a window
+sample costs the test subset, each out-of-distribution subset, and for FGSM one forward and two
+backward passes plus two forward passes on ``attack_size`` images; a window with FGSM ends with
+the predictive attack, about five passes per stored sample. ``benchmarks/evaluation_cost.py``
+measures it: ``quick`` spends about a fifth to a quarter of its training time on evaluation on
+two CPU cores; at ``paper`` the windows (118 samples on 30,000 images, 50 samples attacked on
+10,000) cost a few times the training, seconds on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.protocol.config import ConfigError, RunConfig, Window
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes for one scale of the experiments (fields in the units of :class:`RunConfig`).
+
+    ``train_size=None``: the whole training split. ``epochs``: the main run (Figs. 1, 2, 4 and
+    Table 1); ``small_train_sizes``/``small_epochs``: Fig. 3's smallMNIST runs. ``seeds``: the
+    independent repetitions. ``sweep_budget``: the grid search's compute, in multiples of the
+    SGD run's training time; ``sweep_epochs`` its runs' length. ``hparams``: whose selection
+    (``results/hparams/<hparams>.json``) tuned runs use. ``langevin_epochs``: the length of the
+    langevin-convention runs of notebooks 06 and 07 (``None``: ``epochs``).
+    """
+
+    name: str
+    train_size: int | None
+    epochs: int
+    small_train_sizes: tuple[int, ...]
+    small_epochs: int
+    test_size: int | None
+    attack_size: int | None
+    ood_size: int | None
+    probe_size: int
+    eval_every: int
+    trace_every: int
+    trace_per_tensor: int
+    windows: tuple[Window, ...]
+    seeds: tuple[int, ...]
+    sweep_budget: float
+    sweep_epochs: int
+    hparams: str
+    description: str
+    langevin_epochs: int | None = None
+
+    def windows_for(self, epochs: int, num_train: int, batch_size: int) -> tuple[Window, ...]:
+        """The profile's windows fitted to a run: a window ending after the run ends at its
+        last epoch, and one reaching back before step 1 keeps the samples that exist."""
+        spe = math.ceil(num_train / batch_size)
+        fitted = []
+        for w in self.windows:
+            end = epochs if w.end_epoch is None else min(w.end_epoch, epochs)
+            samples = w.samples if w.samples is not None else math.ceil(spe / w.every)
+            samples = min(samples, (end * spe - 1) // w.every + 1)
+            fitted.append(dataclasses.replace(w, end_epoch=end, samples=samples))
+        return tuple(fitted)
+
+    def config(self, method: str, **overrides: Any) -> RunConfig:
+        """A :class:`RunConfig` with this profile's sizes; ``overrides`` set any field.
+
+        Windows, unless given, are the profile's, fitted to the run (:meth:`windows_for`).
+        """
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown config fields {unknown}; known fields: {sorted(known)}")
+        fields = {
+            "train_size": self.train_size,
+            "epochs": self.epochs,
+            "test_size": self.test_size,
+            "attack_size": self.attack_size,
+            "ood_size": self.ood_size,
+            "probe_size": self.probe_size,
+            "eval_every": self.eval_every,
+            "trace_every": self.trace_every,
+            "trace_per_tensor": self.trace_per_tensor,
+            "profile": self.name,
+            **overrides,
+        }
+        if "windows" not in overrides:
+            probe = RunConfig(method="sgd", **{**fields, "windows": ()})
+            fields["windows"] = self.windows_for(probe.epochs, probe.num_train, probe.batch_size)
+        return RunConfig(method=method, **fields)
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci",
+        train_size=2_000,
+        epochs=2,
+        small_train_sizes=(1_000,),
+        small_epochs=2,
+        test_size=256,
+        attack_size=64,
+        ood_size=128,
+        probe_size=16,
+        eval_every=2,
+        trace_every=1,
+        trace_per_tensor=4,
+        windows=(
+            Window("fig4", samples=None, every=1, end_epoch=None, sets=("test", "ood")),
+            Window("table1", samples=3, every=2, end_epoch=None, sets=("test", "fgsm")),
+        ),
+        seeds=(0,),
+        sweep_budget=5.0,
+        sweep_epochs=1,
+        hparams="ci",
+        description="seconds per run on 2 CPU cores: 2,000 training images, 2 epochs, "
+        "256 test images; proves every code path, says nothing about the paper",
+    ),
+    "quick": Profile(
+        name="quick",
+        train_size=None,
+        epochs=2,
+        small_train_sizes=(5_000,),
+        small_epochs=10,
+        test_size=2_000,
+        attack_size=250,
+        ood_size=500,
+        probe_size=32,
+        eval_every=40,
+        trace_every=8,
+        trace_per_tensor=8,
+        windows=(
+            Window("fig4", samples=6, every=12, end_epoch=None, sets=("test", "ood")),
+            Window("table1", samples=6, every=12, end_epoch=None, sets=("test", "fgsm")),
+        ),
+        seeds=(0,),
+        sweep_budget=0.0,
+        sweep_epochs=2,
+        hparams="paper",
+        description="a CPU reader's rerun (about 20 minutes on 2 cores): all 60,000 training "
+        "images but 2 epochs (the langevin-convention runs of notebooks 06 and 07: 1 epoch), "
+        "evaluation on 2,000 test images (250 attacked, 500 per out-of-distribution set), "
+        "6 samples per window (both in the last epoch), smallMNIST at 5,000 only, one seed, "
+        "the paper profile's tuned hyper-parameters (no search)",
+        langevin_epochs=1,
+    ),
+    "paper": Profile(
+        name="paper",
+        train_size=None,
+        epochs=20,
+        small_train_sizes=(5_000, 3_000),
+        small_epochs=10,
+        test_size=None,
+        attack_size=None,
+        ood_size=10_000,
+        probe_size=32,
+        eval_every=20,
+        trace_every=2,
+        trace_per_tensor=8,
+        windows=(
+            Window("fig4", samples=None, every=1, end_epoch=10, sets=("test", "ood")),
+            Window("table1", samples=50, every=20, end_epoch=20, sets=("test", "fgsm")),
+        ),
+        seeds=(0, 1, 2),
+        sweep_budget=5.0,
+        sweep_epochs=10,
+        hparams="paper",
+        description="the paper's protocol: 60,000 training images, 20 epochs (the first 10 "
+        "are the 10-epoch run), the full test set, 10,000 images per out-of-distribution set, "
+        "the paper's windows, 3 seeds, grid search with 5x the SGD training time",
+    ),
+}
+
+
+def default_profile_name() -> str:
+    """``$SGMCMC_PROFILE`` when set, else ``"paper"``."""
+    return os.environ.get("SGMCMC_PROFILE") or "paper"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named profile (default :func:`default_profile_name`); unknown names are an error."""
+    name = name or default_profile_name()
+    if name not in PROFILES:
+        raise UserError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
+    return PROFILES[name]

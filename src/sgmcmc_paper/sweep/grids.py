@@ -1,0 +1,165 @@
+"""The sweep's grids: for each method and convention, ordered axes of run-config values.
+
+A grid is a tuple of :class:`Axis`; the first is always the learning rate ``lr``. The walk
+(:mod:`sgmcmc_paper.sweep.walk`) tries the learning rates first, every other axis at its default,
+then tunes the further axes one at a time, in the order listed, at the best trial so far. Within an
+axis, values are tried from the default outwards, alternately above and below it (larger
+first), so a budget that runs out early has still covered the neighbourhood of the default.
+
+Learning rates: seven, half a decade apart (:data:`STEPS`, gradient steps ``1e-3 … 1`` on the
+mean loss, first ``0.01``: the released code's), in each convention's units (DESIGN.md):
+
+- ``paper`` convention (``θ ← θ − (lr/2)·g + lr²·P·ξ`` for the Langevin methods): SGD and FSGD
+  ``lr ∈ {1e-3 … 1}`` from the released 0.01; the Langevin methods twice that, ``{2e-3 … 2}``
+  from the released 0.02. pSGLD (``P = 1/m`` with ``m ≈ 1``) and KSGLD (only the noise is
+  preconditioned) keep these units.
+- ``langevin`` convention (potential units): SGD, FSGD and SGLD take ``lr = step / N`` (the
+  gradient step of ``U = N·mean loss`` is ``lr·N`` times the mean-loss gradient), so the grid
+  moves with the training size ``N``; pSGLD's drift ``lr·∇U/sqrt(V)`` is about ``lr`` per
+  coordinate whatever ``N``, so ``lr ∈ {1e-5 … 1e-2}`` from 3e-4 (RMSprop's range); KSGLD's
+  drift ``lr·(N·F̃ + δ)⁻¹·∇U`` is about the natural-gradient step ``lr·F̃⁻¹g``, so
+  ``lr ∈ {1e-4 … 0.1}`` from 1e-3.
+
+Further axes, in walk order: ``lr_decay`` (the rate at step ``t`` is ``lr·lr_decay^(t/50)``:
+1 = constant, 0.95 and 0.9 leave ≈ 37% and ≈ 13% of it after the ~980 steps of 10 MNIST
+epochs); pSGLD's averaging constant ``psgld_alpha``; KSGLD's
+``kfac_damping`` (0.1, 1, 10 and 100 times the run config's default) and factor moving-average
+decay ``kfac_ema_decay`` (0.9, the default, 0.99); and, in the langevin
+convention only, the ``temperature`` (1 = the posterior, smaller = colder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sgmcmc_paper.protocol.config import CONVENTIONS, METHODS, RunConfig
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One run-config field and the values the sweep tries, ``default`` first (see module)."""
+
+    name: str
+    values: tuple[Any, ...]
+    default: Any
+
+    def __post_init__(self) -> None:
+        if self.default not in self.values:
+            raise ValueError(f"axis {self.name}: default {self.default!r} is not a value")
+        if len(set(self.values)) != len(self.values):
+            raise ValueError(f"axis {self.name}: values repeat: {self.values!r}")
+
+    def walk_order(self) -> tuple[Any, ...]:
+        """The default, then its neighbours alternately above and below, moving outwards."""
+        ordered = sorted(self.values)
+        start = ordered.index(self.default)
+        order = [self.default]
+        for step in range(1, len(ordered)):
+            for index in (start + step, start - step):
+                if 0 <= index < len(ordered):
+                    order.append(ordered[index])
+        return tuple(order)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The ordered axes of one method and convention; ``axes[0]`` is the learning rate."""
+
+    method: str
+    convention: str
+    axes: tuple[Axis, ...]
+
+    def __post_init__(self) -> None:
+        if not self.axes or self.axes[0].name != "lr":
+            raise ValueError("a grid's first axis must be the learning rate 'lr'")
+
+    def __contains__(self, name: object) -> bool:
+        return any(axis.name == name for axis in self.axes)
+
+    def __iter__(self) -> Iterator[Axis]:
+        return iter(self.axes)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.axes)
+
+    @property
+    def size(self) -> int:
+        """Points the walk can visit at most: the rates, plus each further axis' other values."""
+        return len(self.axes[0].values) + sum(len(a.values) - 1 for a in self.axes[1:])
+
+    def axis_name(self, stage: int) -> str:
+        return self.axes[stage].name
+
+    def defaults(self) -> dict[str, Any]:
+        """Method, convention and every axis at its default."""
+        fields: dict[str, Any] = {"method": self.method, "convention": self.convention}
+        fields.update({axis.name: axis.default for axis in self.axes})
+        return fields
+
+    def stage_points(self, stage: int, incumbent: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The points of ``stage``, in walk order: stage 0 from the defaults, later stages
+        from ``incumbent`` (the best fields so far) with one axis changed."""
+        axis = self.axes[stage]
+        base = self.defaults() if stage == 0 else dict(incumbent or {})
+        if stage and not incumbent:
+            raise ValueError(f"stage {stage} needs the incumbent fields")
+        return [
+            {**base, axis.name: value}
+            for value in axis.walk_order()
+            if stage == 0 or value != base[axis.name]
+        ]
+
+
+#: Seven gradient steps half a decade apart, tried from 0.01 outwards (module docstring).
+STEPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+
+def learning_rates(method: str, convention: str, num_train: int) -> Axis:
+    """The ``lr`` axis of a method in a convention, for a training set of ``num_train``."""
+    default_step = 1e-2
+    if convention == "langevin" and method == "psgld":
+        scale, default_step = 1e-2, 3e-2  # per-coordinate steps, RMSprop's range, 3e-4 first
+    elif convention == "langevin" and method == "ksgld":
+        scale = 1e-1  # natural-gradient steps, 1e-3 first
+    elif convention == "paper":
+        scale = 1.0 if method in ("sgd", "fsgd") else 2.0  # Langevin steps are (lr/2)·g
+    else:
+        scale = 1.0 / num_train  # lr·∇U = (lr·N)·mean-loss gradient
+    values = tuple(_round(step * scale) for step in STEPS)
+    return Axis("lr", values, values[STEPS.index(default_step)])
+
+
+def _config_default(name: str) -> Any:
+    """A run config field's default: the grid's default, so stage 0 runs what a run would."""
+    return RunConfig.__dataclass_fields__[name].default
+
+
+def _around(default: float, factors: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(_round(default * f) for f in factors)
+
+
+def _round(value: float) -> float:
+    """Six significant digits: grid values that print and hash the same everywhere."""
+    return float(f"{value:.6g}")
+
+
+def grid_for(method: str, convention: str, num_train: int) -> Grid:
+    """The sweep's grid for ``method`` in ``convention`` (module docstring)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
+    axes = [learning_rates(method, convention, num_train), Axis("lr_decay", (1.0, 0.95, 0.9), 1.0)]
+    if method == "psgld":
+        default = 0.99 if convention == "langevin" else 0.96  # the sampler's defaults
+        axes.append(Axis("psgld_alpha", tuple(sorted({0.9, default, 0.999})), default))
+    if method == "ksgld":
+        damping, decay = _config_default("kfac_damping"), _config_default("kfac_ema_decay")
+        axes.append(Axis("kfac_damping", _around(damping, (0.1, 1.0, 10.0, 100.0)), damping))
+        axes.append(Axis("kfac_ema_decay", tuple(sorted({0.9, decay, 0.99})), decay))
+    if convention == "langevin" and method in ("sgld", "psgld", "ksgld"):
+        axes.append(Axis("temperature", (0.01, 0.1, 1.0), 1.0))
+    return Grid(method, convention, tuple(axes))

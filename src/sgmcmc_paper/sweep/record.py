@@ -1,0 +1,201 @@
+"""A sweep's outcome and how it is kept: ``results/hparams/<profile>.json``.
+
+The file (read by :mod:`sgmcmc_paper.protocol.hparams` for tuned runs, committed for the ``paper``
+profile)::
+
+    {"profile": "paper",
+     "selected": {"<convention>/<method>/<train size or 'full'>": {"lr": ..., ...}, ...},
+     "sweeps":   {"<same key>": {budget, SGD reference, compute used, stop reason,
+                                 selected trial, the trial table}, ...}}
+
+``selected`` holds, per sweep, the winning trial's swept fields (run-config names); a sweep
+without a successful trial removes its entry. Each write re-reads the file under a lock and
+replaces only its own keys, so sweeps of different methods may run at the same time; the
+file is replaced atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sgmcmc_paper.engine.locks import file_lock
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.paths import results_dir
+from sgmcmc_paper.protocol.hparams import hparams_path, selection_key
+from sgmcmc_paper.sweep.walk import Trial, Walk
+
+
+@dataclass
+class SweepResult:
+    """One finished sweep: a method and convention at one profile and training size.
+
+    ``reference_s`` is the SGD reference run's wall time; ``budget`` is in multiples of it.
+    """
+
+    profile: str
+    method: str
+    convention: str
+    train_size: int | None
+    num_train: int
+    epochs: int
+    budget: float
+    reference: dict[str, Any]
+    walk: Walk
+    engine: str
+
+    @property
+    def key(self) -> str:
+        return selection_key(self.method, self.convention, self.train_size)
+
+    @property
+    def reference_s(self) -> float:
+        return float(self.reference["compute_s"])
+
+    @property
+    def compute_s(self) -> float:
+        return self.walk.compute_s
+
+    @property
+    def budget_used(self) -> float:
+        """Compute of all trials in multiples of the SGD reference's wall time."""
+        return self.compute_s / self.reference_s
+
+    @property
+    def selected(self) -> Trial | None:
+        return self.walk.selected()
+
+    @property
+    def hparams(self) -> dict[str, Any] | None:
+        """The selected trial's swept fields (without method and convention)."""
+        best = self.selected
+        if best is None:
+            return None
+        return {k: v for k, v in best.fields.items() if k not in ("method", "convention")}
+
+    @property
+    def recomputed(self) -> int:
+        """Trials trained by this sweep (the others were loaded from the store or failed)."""
+        return sum(
+            t.outcome is not None and t.outcome.status != "failed" and not t.outcome.reused
+            for t in self.walk.trials
+        )
+
+    def summary(self) -> str:
+        """One paragraph for a terminal or a notebook."""
+        best = self.selected
+        choice = (
+            f"selected trial {best.index} "
+            + ", ".join(f"{k}={v:g}" for k, v in self.hparams.items())
+            + f" (validation accuracy {best.outcome.val_accuracy:.4f})"
+            if best is not None
+            else "no trial succeeded: nothing selected"
+        )
+        failed = sum(t.outcome.status != "ok" for t in self.walk.trials if t.outcome)
+        return (
+            f"{self.key} ({self.profile}, {self.engine}): {len(self.walk.trials)} trials "
+            f"({self.recomputed} trained now, {failed} failed or diverged), "
+            f"{self.budget_used:.2f}x of the SGD time {self.reference_s:.1f} s used of a "
+            f"{self.budget:g}x budget; stopped: {self.walk.stop_reason}; {choice}"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready entry of ``sweeps``."""
+        best = self.selected
+        return {
+            "method": self.method,
+            "convention": self.convention,
+            "dataset": "mnist",
+            "evaluate_on": "validation",
+            "train_size": self.train_size,
+            "num_train": self.num_train,
+            "epochs": self.epochs,
+            "budget": self.budget,
+            "reference": self.reference,
+            "budget_s": _finite(self.budget * self.reference_s),
+            "compute_s": self.compute_s,
+            "budget_used": self.budget_used,
+            "stop_reason": self.walk.stop_reason,
+            "engine": self.engine,
+            "selected_trial": None if best is None else best.index,
+            "validation_accuracy": None if best is None else best.outcome.val_accuracy,
+            "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "trials": [t.row() for t in self.walk.trials],
+        }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with non-finite floats (not JSON) replaced by ``None``, recursively."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def write_results(results: list[SweepResult]) -> Path:
+    """Merge the sweeps (all of one profile) into ``results/hparams/<profile>.json``."""
+    profiles = {r.profile for r in results}
+    if len(profiles) != 1:
+        raise ValueError(f"write one profile at a time, got {sorted(profiles)}")
+    profile = profiles.pop()
+    path = hparams_path(profile)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(profile):
+            content = read_file(path) or {"profile": profile}
+            content.setdefault("selected", {})
+            content.setdefault("sweeps", {})
+            for result in results:
+                content["sweeps"][result.key] = _json_ready(result.record())
+                if result.hparams is None:
+                    content["selected"].pop(result.key, None)
+                else:
+                    content["selected"][result.key] = result.hparams
+            for section in ("selected", "sweeps"):
+                content[section] = dict(sorted(content[section].items()))
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(
+            f"cannot write {path}: {exc.strerror or exc}; set $SGMCMC_RESULTS to a writable folder"
+        ) from None
+    return path
+
+
+def read_file(path: Path) -> dict[str, Any] | None:
+    """The content of a selection file, ``None`` if there is none; a corrupt file is an error."""
+    if not path.exists():
+        return None
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path} is not valid JSON ({exc}); restore it from git or delete it and rerun "
+            "`sgmcmc sweep`"
+        ) from None
+    if not isinstance(content, dict):
+        raise UserError(f"{path} does not hold a JSON object; restore it from git or delete it")
+    return content
+
+
+def load_sweeps(profile: str) -> dict[str, dict[str, Any]]:
+    """The ``sweeps`` section of a profile's selection file (empty when there is none)."""
+    return (read_file(hparams_path(profile)) or {}).get("sweeps", {})
+
+
+def _locked(profile: str):
+    """An exclusive lock per profile, outside the committed folder."""
+    return file_lock(results_dir() / ".locks" / f"hparams-{profile}.lock")

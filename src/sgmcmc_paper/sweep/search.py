@@ -1,0 +1,158 @@
+"""``run_sweep``: the paper's compute-budgeted grid search (PAPER.md §4).
+
+For each training size: run (or load) the SGD reference on the validation split and take its
+wall time ``t``; then, per method, walk the method's grid (:mod:`sgmcmc_paper.sweep.grids`) while
+the next trial is predicted to fit in ``budget × t`` (:mod:`sgmcmc_paper.sweep.walk`), select by
+validation accuracy and merge the selection into ``results/hparams/<profile>.json``
+(:mod:`sgmcmc_paper.sweep.record`) as soon as the method's walk is done. All of it is one plan,
+hence one Ray Tune experiment whose workers are reused from trial to trial.
+
+Resuming: every trial is a stored run, so rerunning an interrupted sweep loads the finished
+trials (counting the compute they cost when they ran) and trains only the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.paths import data_dir, results_dir
+from sgmcmc_paper.protocol.config import RunConfig
+from sgmcmc_paper.protocol.profiles import get_profile
+from sgmcmc_paper.sweep.engines import ENGINES, RayOptions, ray_session, run_on_ray, run_serial
+from sgmcmc_paper.sweep.grids import Axis, Grid, grid_for
+from sgmcmc_paper.sweep.plan import Plan
+from sgmcmc_paper.sweep.record import SweepResult, write_results
+from sgmcmc_paper.sweep.trial import RunTrial, trial_config
+from sgmcmc_paper.sweep.walk import TrialFn, Walk
+
+#: The SGD reference: the paper code's SGD (lr 0.01 on the mean loss) at the sweep's sizes.
+REFERENCE = Grid("sgd", "paper", (Axis("lr", (0.01,), 0.01),))
+DEFAULT_CONVENTION = RunConfig.__dataclass_fields__["convention"].default
+
+
+def run_sweep(
+    methods: Iterable[str],
+    *,
+    convention: str = DEFAULT_CONVENTION,
+    profile: str | None = None,
+    budget: float | None = None,
+    train_sizes: Iterable[int | None] | None = None,
+    engine: str = "ray",
+    ray: RayOptions | None = None,
+    max_trials: int | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    log: Callable[[str], None] | None = print,
+    trial: TrialFn | None = None,
+    write: bool = True,
+) -> list[SweepResult]:
+    """Tune ``methods`` in ``convention`` at ``profile``; returns one result per (size, method).
+
+    Args:
+        budget: multiples of the SGD reference's wall time (default: the profile's).
+        train_sizes: training-set sizes to tune for (``None`` in it: all 50,000); default the
+            profile's ``train_size``. smallMNIST gets its own selection: pass its size.
+        engine: ``"ray"`` (Ray Tune trials; see :mod:`sgmcmc_paper.sweep.engines`) or ``"serial"``
+            (the same trials in this process).
+        max_trials: stop launching after this many trials per method.
+        device, progress: passed to the runs (:func:`sgmcmc_paper.engine.experiment.run`).
+        log: receives one line per finished trial and a summary per sweep.
+        trial: the trial function (fields in, outcome out; :data:`sgmcmc_paper.sweep.walk.TrialFn`);
+            default the run engine (:class:`sgmcmc_paper.sweep.trial.RunTrial`). Tests plant theirs.
+        write: merge each selection into ``results/hparams/<profile>.json``.
+    """
+    prof = get_profile(profile)
+    methods = list(dict.fromkeys(methods))
+    if budget is None and not prof.sweep_budget > 0:
+        raise UserError(
+            f"profile {prof.name!r} does not search (it uses the {prof.hparams!r} selection); "
+            "pass --budget or another --profile"
+        )
+    budget = prof.sweep_budget if budget is None else float(budget)
+    if not budget > 0:
+        raise UserError(f"the sweep budget must be positive, got {budget:g}; pass e.g. --budget 5")
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    sizes = list(dict.fromkeys([prof.train_size] if train_sizes is None else train_sizes))
+    num_train = {
+        size: trial_config(prof.name, {"method": "sgd", "train_size": size}).num_train
+        for size in sizes
+    }
+    for method in methods:
+        grid_for(method, convention, 1)  # unknown methods fail before anything runs
+    if trial is None:
+        root, data = str(results_dir().resolve()), str(data_dir().resolve())
+        trial = RunTrial(prof.name, root, data, device=device, progress=progress)
+    say = log or (lambda line: None)
+
+    results: list[SweepResult] = []
+    reference_of: dict[int, Walk] = {}  # id(method walk) -> its SGD reference walk
+
+    def method_walk(method: str, size: int | None, reference: Walk) -> Callable[[], Walk]:
+        def make() -> Walk:
+            reference_s = _reference_outcome(reference)["compute_s"]
+            walk = Walk(
+                grid_for(method, convention, num_train[size]),
+                budget_s=budget * reference_s,
+                expected_s=reference_s,
+                max_trials=max_trials,
+                fixed={"train_size": size},
+                log=lambda line: say(f"{method}: {line}"),
+            )
+            reference_of[id(walk)] = reference
+            return walk
+
+        return make
+
+    def finished(walk: Walk) -> None:
+        if walk.grid is REFERENCE:
+            return
+        size = walk.fixed["train_size"]
+        result = SweepResult(
+            profile=prof.name,
+            method=walk.grid.method,
+            convention=convention,
+            train_size=size,
+            num_train=num_train[size],
+            epochs=prof.sweep_epochs,
+            budget=budget,
+            reference=_reference_outcome(reference_of[id(walk)]),
+            walk=walk,
+            engine=engine,
+        )
+        if write:
+            write_results([result])
+        say(result.summary())
+        results.append(result)
+
+    steps: list[Walk | Callable[[], Walk]] = []
+    for size in sizes:
+        reference = Walk(
+            REFERENCE, fixed={"train_size": size}, log=lambda line: say(f"sgd reference: {line}")
+        )
+        steps.append(reference)
+        steps.extend(method_walk(method, size, reference) for method in methods)
+    plan = Plan(steps, on_done=finished)
+    if engine == "ray":
+        options = ray or RayOptions()
+        with ray_session(options):
+            run_on_ray(plan, trial, options)
+    else:
+        run_serial(plan, trial)
+    return results
+
+
+def _reference_outcome(reference: Walk) -> dict[str, Any]:
+    """The SGD reference's fields and outcome; an error if it did not complete."""
+    (trial,) = reference.trials
+    outcome = trial.outcome
+    if outcome.status != "ok" or not outcome.compute_s > 0:
+        raise UserError(
+            f"the SGD reference run did not complete ({outcome.status}: {outcome.reason}); "
+            "the budget is measured in its wall time, so fix that first (try `sgmcmc run "
+            "--method sgd` with the same profile)"
+        )
+    return {"fields": trial.fields, **dataclasses.asdict(outcome)}
