@@ -1,9 +1,12 @@
 # The project's commands. Two matter to a newcomer (README): `make book` and `make test`.
-# Every target creates .venv from pyproject.toml when it is missing or older than pyproject.toml.
+# Every target creates .venv when it is missing or older than pyproject.toml or constraints.txt:
+# the project with every extra, at the versions constraints.txt pins.
 
 PYTHON  ?= python3.11
 VENV    ?= .venv
 BIN     := $(VENV)/bin
+# the extras `make` installs (pyproject.toml): the harness, the sweep, the book, the tests
+EXTRAS  := paper,sweep,book,dev
 # The book's profile: `paper` once results/paper holds every run (a GPU job, book/rerun.md);
 # until then `quick`, which a CPU retrains in about half an hour.
 PROFILE ?= paper
@@ -15,13 +18,13 @@ export SGMCMC_PROFILE ?= $(PROFILE)
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[book,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
-venv: $(BIN)/.installed  ## create .venv and install the project with every extra
+venv: $(BIN)/.installed  ## create .venv: the project with every extra, at constraints.txt's versions
 
 system-deps:  ## Debian packages: fonts (notMNIST-style), Fashion-MNIST, Chromium (as root; else print the command)
 	bash .ci/install-system-deps
