@@ -39,3 +39,25 @@ def test_the_closing_line_names_the_runs_that_diverged(tmp_path, monkeypatch, ca
     assert "2 on NVIDIA H200 (180 s)" in line
     assert "1 diverged (ksgld langevin eq. 1 seed 1 at epoch 13)" in line
     assert line in capsys.readouterr().out
+
+
+def test_claim_records_render_as_the_rows_of_claim(monkeypatch):
+    """``Session.claims`` takes the records of ``analysis.claims`` and the rows of ``claim``
+    alike: the same table (section, claim, holds, evidence), the statistic left out."""
+    from sgmcmc_paper.analysis.claims import decide
+    from sgmcmc_paper.book.session import claim
+
+    glued = {}
+    monkeypatch.setattr(
+        "sgmcmc_paper.book.session.Session.glue",
+        lambda self, name, value: glued.update({name: value}),
+    )
+    session = Session("ci", quiet=True)
+    records = session.claims(
+        [decide("4.1", "a claim", True, 0.5, "why"), decide("4.2", "b", None, None, "")]
+    )
+    rows = session.claims([claim("4.1", "a claim", True, "why"), claim("4.2", "b", None, "")])
+    assert records.equals(rows) and records.to_html() == rows.to_html()
+    assert list(records.columns) == ["claim", "holds", "evidence"]
+    assert list(records["holds"]) == ["yes", "n/a"]
+    assert glued["claims"].equals(rows)

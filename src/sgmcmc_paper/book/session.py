@@ -6,7 +6,7 @@ Usage, right after a notebook's ``parameters`` cell::
     session = Session(profile, device=device, seeds=seeds, output_dir=output_dir)
     result = session.run(config)          # stored result, or train and store it
     ...
-    session.claims([claim("4.1", text, holds, evidence), ...])
+    session.claims(claims.accuracy(...))  # sgmcmc_paper.analysis.claims: verdicts
     session.finish()                      # wall time, runs trained and loaded
     session.glue("table1", frame)         # for the book's pages ({glue} + :doc:)
 
@@ -157,10 +157,15 @@ class Session:
         glue(name, HTML(html), display=False)
 
     # ------------------------------------------------------------------ closing
-    def claims(self, rows: list[dict[str, Any]]):
-        """The paper's claims with computed verdicts, as a table (see :func:`claim`)."""
+    def claims(self, rows: list[Any]):
+        """The paper's claims with computed verdicts, as a table: ``rows`` are
+        :class:`~sgmcmc_paper.analysis.claims.Claim` records (what the functions of
+        :mod:`sgmcmc_paper.analysis.claims` return) or rows of :func:`claim`."""
         import pandas as pd
 
+        from sgmcmc_paper.analysis.claims import Claim
+
+        rows = [row.row() if isinstance(row, Claim) else row for row in rows]
         frame = pd.DataFrame(rows, columns=["section", "claim", "holds", "evidence"])
         frame.attrs["profile"] = self.profile.name
         frame = frame.set_index("section")
@@ -209,5 +214,6 @@ def _label(config) -> str:
 def claim(section: str, text: str, holds: bool | None, evidence: str) -> dict[str, Any]:
     """One row of a claims table: ``holds`` is computed from results (``None``: not testable
     at this profile, which ``evidence`` explains)."""
-    verdict = "n/a" if holds is None else ("yes" if bool(holds) else "no")
-    return {"section": section, "claim": text, "holds": verdict, "evidence": evidence}
+    from sgmcmc_paper.analysis.claims import verdict
+
+    return {"section": section, "claim": text, "holds": verdict(holds), "evidence": evidence}
