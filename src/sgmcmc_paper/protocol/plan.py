@@ -1,10 +1,10 @@
-"""Which runs each notebook needs at a profile: the notebooks build their configs here, so the
-same lists let the runs be trained ahead (on a GPU, by several workers:
-``.ci/device/precompute.py``), checked for before a long CPU job, or used to decide which
-notebooks the store can execute at a profile without training.
+"""Which runs each notebook needs at a profile, declared once: :data:`NOTEBOOK_RUNS` maps each
+notebook's file stem to the builder of its configs, and the notebooks get their runs from it
+(:func:`notebook_runs`), so the same lists let the runs be trained ahead (on a GPU, by several
+workers: ``.ci/device/precompute.py``), checked for before a long CPU job, or used to decide
+which notebooks the store can execute at a profile without training.
 
-Every function returns ``{(label, method, seed): RunConfig}`` (``tables.run_all``'s input);
-:data:`NOTEBOOK_RUNS` maps each notebook's file stem to the configs it asks for.
+Every builder returns ``{(label, method, seed): RunConfig}`` (``tables.run_all``'s input).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from sgmcmc_paper.protocol.hparams import tuned_overrides
 from sgmcmc_paper.protocol.profiles import get_profile
 
 LANGEVIN_METHODS = ("sgld", "psgld", "ksgld")
+#: The chains of Fig. 2: FSGD's is SGD's, so the SGD family appears once, as SGD.
+MIXING_METHODS = ("sgd", *LANGEVIN_METHODS)
 #: The cold temperature of the langevin runs where the sweep selected none.
 DEFAULT_COLD_TEMPERATURE = 0.01
 
@@ -30,10 +32,36 @@ def main_configs(profile: str, seeds: Iterable[int]) -> Configs:
     return tables.reproduction_configs(profile, seeds)
 
 
+def mixing_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Fig. 2: the runs of :func:`main_configs` whose chains it draws (:data:`MIXING_METHODS`)."""
+    return tables.reproduction_configs(profile, seeds, methods=MIXING_METHODS)
+
+
 def small_configs(profile: str, seeds: Iterable[int], train_size: int) -> Configs:
     """Fig. 3: the same at one smallMNIST size, for the profile's ``small_epochs``."""
     epochs = get_profile(profile).small_epochs
     return tables.reproduction_configs(profile, seeds, train_size=train_size, epochs=epochs)
+
+
+def small_mnist_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Fig. 3: :func:`small_configs` at each of the profile's ``small_train_sizes``, the size
+    appended to each label (``"as released 5000"``); :func:`by_train_size` splits them back."""
+    seeds = tuple(seeds)
+    configs: Configs = {}
+    for size in get_profile(profile).small_train_sizes:
+        configs.update(
+            {(f"{k[0]} {size}", *k[1:]): c for k, c in small_configs(profile, seeds, size).items()}
+        )
+    return configs
+
+
+def by_train_size(configs: Configs) -> dict[int, Configs]:
+    """``{train_size: configs}`` of :func:`small_mnist_configs`, each label without its size."""
+    split: dict[int, Configs] = {}
+    for (label, method, seed), config in configs.items():
+        size = config.train_size
+        split.setdefault(size, {})[(label.removesuffix(f" {size}"), method, seed)] = config
+    return split
 
 
 def gradient_or_noise_configs(profile: str, seeds: Iterable[int]) -> Configs:
@@ -81,21 +109,11 @@ def noise_convention_configs(profile: str, seeds: Iterable[int]) -> Configs:
     return configs
 
 
-def _small(profile: str, seeds: Iterable[int]) -> Configs:
-    seeds = tuple(seeds)
-    configs: Configs = {}
-    for size in get_profile(profile).small_train_sizes:
-        configs.update(
-            {(f"{k[0]} {size}", *k[1:]): c for k, c in small_configs(profile, seeds, size).items()}
-        )
-    return configs
-
-
 NOTEBOOK_RUNS: dict[str, Callable[[str, Iterable[int]], Configs]] = {
     "00_hyperparameters": lambda profile, seeds: {},
     "01_test_accuracy": main_configs,
-    "02_mixing": main_configs,
-    "03_small_mnist": _small,
+    "02_mixing": mixing_configs,
+    "03_small_mnist": small_mnist_configs,
     "04_adversarial": main_configs,
     "05_out_of_distribution": main_configs,
     "06_gradient_or_noise": gradient_or_noise_configs,
@@ -103,14 +121,20 @@ NOTEBOOK_RUNS: dict[str, Callable[[str, Iterable[int]], Configs]] = {
 }
 
 
+def notebook_runs(notebook: str, profile: str, seeds: Iterable[int]) -> Configs:
+    """The runs ``notebook`` (a file stem) trains or loads at ``profile`` with ``seeds``, as
+    :data:`NOTEBOOK_RUNS` declares them: what the notebook calls, and what the plan counts."""
+    if notebook not in NOTEBOOK_RUNS:
+        raise KeyError(f"no run plan for notebook {notebook!r}; known: {sorted(NOTEBOOK_RUNS)}")
+    return NOTEBOOK_RUNS[notebook](profile, tuple(seeds))
+
+
 def notebook_configs(profile: str, notebook: str | None = None) -> list[RunConfig]:
     """The configs ``notebook`` (a file stem) needs at ``profile`` with its seeds; ``None``:
     those of every notebook, each once, most needed first (Figs. 1, 2, 4, Table 1, then Fig. 3)."""
-    if notebook is not None and notebook not in NOTEBOOK_RUNS:
-        raise KeyError(f"no run plan for notebook {notebook!r}; known: {sorted(NOTEBOOK_RUNS)}")
     seeds = get_profile(profile).seeds
     names = [notebook] if notebook is not None else list(NOTEBOOK_RUNS)
-    unique = {c.key(): c for name in names for c in NOTEBOOK_RUNS[name](profile, seeds).values()}
+    unique = {c.key(): c for name in names for c in notebook_runs(name, profile, seeds).values()}
     return list(unique.values())
 
 
