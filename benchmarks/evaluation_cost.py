@@ -6,6 +6,10 @@ Runs one configuration through the engine and prints, from the run's own phase t
 (CUDA synchronised), the training time, the time spent on each kind of evaluation, the cost
 per evaluated sample, and evaluation as a share of training. Windows are fitted to the run's
 length as the profile fits them, so a 1-epoch run evaluates every window in its only epoch.
+
+Measured on two CPU cores: ``quick`` spends about a fifth to a quarter of its training time on
+evaluation; at ``paper`` the windows (118 samples on 30,000 images, 50 samples attacked on
+10,000) cost a few times the training, seconds on a GPU.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""PaperCNN: architecture (PAPER.md §3), parameter count, and both initialisations."""
+"""PaperCNN: architecture (the released code's: conv 5×5·32, conv 5×5·64, dense 3136→1024→10),
+parameter count, and both initialisations."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""Implied temperatures of the paper-convention runs (PAPER.md §2's numbers, derived)."""
+"""Implied temperatures of the paper-convention runs (book/methods.md, "The temperatures the
+paper's runs imply": its numbers, derived)."""
 
 import math
 

@@ -1,7 +1,8 @@
 """Mixing diagnostics: the paper's effective sample sizes, and traces as ArviZ InferenceData.
 
 Conventions. A trace is an array ``(n_samples, n_params)`` (draws down the rows); ESS is in
-samples. The paper's estimator (PAPER.md §4, the released code's ``univess``) is
+samples. The estimator of Palacci & Hess (2018, https://arxiv.org/abs/1806.02855, §4.2; the
+released code's ``univess``) is
 
     ESS = n / (1 + 2 Σ_{k=1}^{K} ρ̂_k),
 

@@ -10,7 +10,7 @@ with ``M = P`` for the paper's eq. 1 (``precondition="both"``), ``M = I`` for it
 literal ``P·ξ``, here at the langevin convention's scale so that only the noise's shape
 differs). Its stationary law is ``N(μ, Σ)`` with ``Σ = AΣAᵀ + 2·lr·RRᵀ`` (discrete Lyapunov
 equation); as ``lr → 0``, ``Σ`` solves ``MHΣ + ΣHMᵀ = 2RRᵀ`` (continuous Lyapunov), which is
-``H⁻¹`` for eq. 1 and ``H⁻²`` for eq. 2 with ``P = H⁻¹`` (PAPER.md §2).
+``H⁻¹`` for eq. 1 and ``H⁻²`` for eq. 2 with ``P = H⁻¹`` (book/methods.md, "Gradient or noise").
 
 :func:`simulate` runs many independent chains, vectorised as the rows of one parameter, through
 the library's own Langevin step (:class:`sgmcmc.samplers.base.LangevinSampler`) with a frozen matrix
@@ -41,6 +41,7 @@ import scipy.stats
 import torch
 
 from sgmcmc.samplers.base import LangevinSampler
+from sgmcmc.samplers.preconditioner import Preconditioner
 
 SAMPLERS = ("sgld", "psgld", "ksgld")
 _BURN_IN_TOLERANCE = 1e-3
@@ -237,16 +238,24 @@ class FrozenMatrixLangevin(LangevinSampler):
     def __init__(self, params, lr: float, P: np.ndarray, *, noise: str = "sqrt", **kwargs: Any):
         if noise not in ("sqrt", "literal"):
             raise ValueError(f"noise must be 'sqrt' or 'literal', got {noise!r}")
-        super().__init__(params, lr, **kwargs)
+        frozen = _FrozenMatrix(0.5 if noise == "sqrt" else 1.0)
+        super().__init__(params, lr, frozen, **kwargs)
         device = self.param_groups[0]["params"][0].device
-        self._noise_power = 0.5 if noise == "sqrt" else 1.0
         dtype = self.param_groups[0]["params"][0].dtype
-        self._powers = {
+        frozen.powers = {
             p: torch.as_tensor(matrix_power(P, p), dtype=dtype, device=device) for p in (0.5, 1.0)
         }
 
-    def _precondition(self, group, params, tensors, power):
-        matrix = self._powers[self._noise_power if power == 0.5 else power]
+
+class _FrozenMatrix(Preconditioner):
+    """``P`` acting on the rows of each parameter; the noise's power 0.5 is ``noise_power``."""
+
+    def __init__(self, noise_power: float) -> None:
+        self.noise_power = noise_power
+        self.powers: dict[float, torch.Tensor] = {}
+
+    def apply(self, group, state, params, tensors, power):
+        matrix = self.powers[self.noise_power if power == 0.5 else power]
         return [t @ matrix for t in tensors]
 
 

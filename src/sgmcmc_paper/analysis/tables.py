@@ -2,7 +2,8 @@
 
 A run set maps ``(configuration, method, seed)`` to a
 :class:`~sgmcmc_paper.protocol.config.RunConfig`; configurations are ``"as released"`` (the code's
-behaviour, PAPER.md §2) and ``"as described"`` (working K-FAC, tuned rates). SGD and FSGD share one
+behaviour: KSGLD's K-FAC never updated, so KSGLD ran as SGLD; book/reproduction_notes.md) and
+``"as described"`` (working K-FAC, tuned rates). SGD and FSGD share one
 training (their configs have one key): SGD reads the final single model, FSGD and the Langevin
 methods the averaged predictive — the paper's reading, :func:`paper_mode`.
 

@@ -1,4 +1,5 @@
-"""The temperature a paper-convention Langevin run implies (PAPER.md §2).
+"""The temperature a paper-convention Langevin run implies (book/methods.md, "The temperatures
+the paper's runs imply").
 
 The released code steps ``θ ← θ − (lr/2)·g + σ·ξ`` with ``g`` the gradient of the *mean* batch
 loss and ``σ = lr²`` (times ``1/m`` for its pSGLD). Written in Welling & Teh's form

@@ -1,4 +1,5 @@
-"""The paper's MNIST network (PAPER.md §3)."""
+"""The paper's MNIST network (Palacci & Hess 2018, https://arxiv.org/abs/1806.02855, as its
+released code builds it)."""
 
 from __future__ import annotations
 
