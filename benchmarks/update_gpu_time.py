@@ -16,16 +16,17 @@ import torch
 
 from sgmcmc.rng import philox
 from sgmcmc.samplers import fused
+from sgmcmc.samplers.psgld import SquareAverage
 from sgmcmc_paper.protocol.models import PaperCNN
 
 #: The fused update's configurations: SGLD and pSGLD (langevin, ``precondition="both"``) with
 #: the prior as weight decay, as ``sampler_overhead.py``'s ``*-wd-graph`` methods step them.
 CONFIGURATIONS = {
     "sgld-wd fused": dict(
-        average=None, adapt=False, drift_preconditioned=True, noise_power=0.5, weight_decay=True
+        rule=None, adapt=False, drift_preconditioned=True, noise_power=0.5, weight_decay=True
     ),
     "psgld-wd fused": dict(
-        average="square_avg",
+        rule=SquareAverage(),
         adapt=True,
         drift_preconditioned=True,
         noise_power=0.5,
@@ -65,9 +66,9 @@ def main() -> None:
     averages = [torch.rand_like(p) + 0.1 for p in params]
     size = sum(p.numel() for p in params)
     seed = torch.tensor([1, 2, 3, 0], device=device)
-    # alpha, eps, drift, noise, weight decay (fused.SCALARS): a small step, so 300 replays stay
-    # finite.
-    scalars = torch.tensor([0.99, 1e-5, -1e-6, 1e-4, 1e-4], device=device)
+    # drift, noise, weight decay (fused.SCALARS), then pSGLD's alpha and eps: a small step, so
+    # 300 replays stay finite.
+    scalars = torch.tensor([-1e-6, 1e-4, 1e-4, 0.99, 1e-5], device=device)
     draw = torch.compile(philox.standard_normal)
     updates: dict[str, Callable[[], object]] = {
         "sgd foreach": lambda: torch._foreach_add_(params, grads, alpha=-1e-6),

@@ -14,6 +14,7 @@ from _targets import assert_standard_normal, spd_matrix, stationary_moments
 from torch import nn
 
 from sgmcmc import KFAC, KSGLD, potential
+from sgmcmc.samplers.preconditioner import GroupStep
 from sgmcmc_paper.analysis.exact import one_thread
 from sgmcmc_paper.protocol.models import PaperCNN
 
@@ -140,13 +141,8 @@ def test_precondition_hook_applies_dense_power(power):
     optimizer = KSGLD(model.parameters(), 0.1, kfac=kfac, num_data=11)
     params = list(model.parameters())
     tensors = [torch.randn_like(p) for p in params]
-    result = dict(
-        zip(
-            params,
-            optimizer._precondition(optimizer.param_groups[0], params, tensors, power),
-            strict=True,
-        )
-    )
+    step = GroupStep(optimizer.param_groups[0], optimizer.state, params, [], None)
+    result = dict(zip(params, optimizer.preconditioner.apply(step, tensors, power), strict=True))
     given = dict(zip(params, tensors, strict=True))
     for layer, (a, g) in factors.items():
         matrix = torch.cat([given[layer.weight], given[layer.bias][:, None]], 1).reshape(-1)

@@ -1,72 +1,99 @@
-"""The shared Langevin step: gradient drift plus preconditioned Gaussian noise.
+"""The Langevin sampler: one step, two conventions, any preconditioner ``P``.
 
-Two conventions (DESIGN.md, "Library contract"), per parameter group:
+Per parameter group, with ``ξ ~ N(0, I)`` and temperature ``T``:
 
 ``convention="langevin"`` (default): the loss is the potential ``U`` (see
-:func:`sgmcmc.potential`) and, with ``ξ ~ N(0, I)``,
+:func:`sgmcmc.potential`) and
 
-- ``precondition="both"`` (default, the paper's eq. 1):
-  ``θ ← θ − lr·P·∇U + sqrt(2·lr·T)·P^{1/2}·ξ``
-- ``precondition="noise"`` (the paper's eq. 2): ``θ ← θ − lr·∇U + sqrt(2·lr·T)·P^{1/2}·ξ``
+- ``precondition="both"`` (default; eq. 1 of Palacci & Hess 2018,
+  https://arxiv.org/abs/1806.02855): ``θ ← θ − lr·P·∇U + sqrt(2·lr·T)·P^{1/2}·ξ``
+- ``precondition="noise"`` (their eq. 2): ``θ ← θ − lr·∇U + sqrt(2·lr·T)·P^{1/2}·ξ``
 
-``convention="paper"``: the released code's rule, with ``g`` the gradient of the *mean* batch
-loss (no prior, no N scaling): ``θ ← θ − (lr/2)·g + lr²·sqrt(T)·P·ξ`` (noise only; its
-``P·ξ`` is the code's, not ``P^{1/2}·ξ``).
+``convention="paper"``: the rule of Palacci & Hess's released code, with ``g`` the gradient of
+the *mean* batch loss (no prior, no N scaling): ``θ ← θ − (lr/2)·g + lr²·sqrt(T)·P·ξ`` (noise
+only; its ``P·ξ`` is the code's, not ``P^{1/2}·ξ``).
 
-``T`` is the temperature; ``T = 0`` turns the step into (preconditioned) gradient descent.
-``weight_decay=λ`` adds ``λ·θ`` to the gradient inside the step, as in ``torch.optim``: the
-gradient of a Gaussian prior ``N(0, I/λ)``, the same as ``potential(..., prior_std=λ^{-1/2})``
-but one fused operation instead of an autograd branch per tensor (which costs ~20 kernel
-launches a step, a third of a paper-CNN step on a GPU). Use one or the other, not both.
-Subclasses define ``P`` through two hooks and never touch the step itself.
+``T = 0`` turns the step into (preconditioned) gradient descent. ``weight_decay=λ`` adds ``λ·θ``
+to the gradient inside the step, as in ``torch.optim``: the gradient of a Gaussian prior
+``N(0, I/λ)``, the same as ``potential(..., prior_std=λ^{-1/2})`` but one fused operation
+instead of an autograd branch per tensor (which costs a few kernel launches per tensor on a
+GPU). Use one or the other, not both.
+
+A sampler is this class with a :class:`~sgmcmc.samplers.preconditioner.Preconditioner`
+(identity for SGLD, an RMS diagonal for pSGLD, K-FAC for KSGLD); it never overrides
+:meth:`LangevinSampler.step`, which calls :func:`sgmcmc.samplers.functional.langevin_step`.
 
 Randomness: the noise comes from ``generator`` (a ``torch.Generator`` on the parameters'
 device) or, when it is ``None``, from torch's global generator. Each step draws one flat
-standard-normal vector per parameter group (per device and dtype), in the order of the
-group's parameters that have a gradient, and splits it into views; a large CPU draw is
-filled by parallel streams seeded once from the generator (:mod:`sgmcmc.rng.noise`).
-``state_dict()`` includes the generator's state (key ``"generator_state"``) and the streams'
-(``"noise_streams"``), and ``load_state_dict()`` restores them, so a restored sampler
-continues a chain bit-identically; the global generator is the user's to seed and restore,
-as with any torch code.
+standard-normal vector per parameter group (per device and dtype), in the order the
+preconditioner names (for SGLD and pSGLD: the group's parameters that have a gradient), and
+splits it into views; a large CPU draw is filled by parallel streams seeded once from the
+generator (:mod:`sgmcmc.rng.noise`). ``state_dict()`` includes the generator's state (key
+``"generator_state"``) and the streams' (``"noise_streams"``), and ``load_state_dict()``
+restores them, so a restored sampler continues a chain bit-identically; the global generator is
+the user's to seed and restore, as with any torch code.
 
 ``fused=True`` (SGLD and pSGLD) runs the elementwise part of a step as one compiled function
 (:mod:`sgmcmc.samplers.fused`): the same update with other rounding and noise generated in the
 kernel by Philox, keyed from the generator (saved as ``"counter_noise"``), in fewer passes over
-memory; the first step compiles. It pays on a CPU, where a step is bound by memory traffic; on a GPU
-a step of a small model is bound by the host's dispatch, and the compiled function's guards
-and wrapper cost more host time than the few foreach operations they replace (measured on an
-H200: ``benchmarks/sampler_overhead.py``). ``cuda_graph=True`` (with ``fused=True``, on a GPU)
-removes that cost: the compiled update is captured as a CUDA graph and replayed
-(:mod:`sgmcmc.samplers.graphed`), the same chain bit for bit.
+memory; the first step compiles. It pays on a CPU, where a step is bound by memory traffic; on
+a GPU a step of a small model is bound by the host's dispatch, and the compiled function's
+guards and wrapper cost more host time than the few foreach operations they replace.
+``cuda_graph=True`` (with ``fused=True``, on a GPU) removes that cost: the compiled update is
+captured as a CUDA graph and replayed (:mod:`sgmcmc.samplers.graphed`), the same chain bit for
+bit.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import torch
 from torch import Tensor
 
 from sgmcmc.rng.noise import NoiseSource
-from sgmcmc.samplers import fused
+from sgmcmc.samplers.functional import langevin_step
 from sgmcmc.samplers.graphed import GraphedUpdate, check_device
-from sgmcmc.transfer import host_tensor
+from sgmcmc.samplers.preconditioner import GroupStep, Identity, Preconditioner, Scales
 
 CONVENTIONS = ("langevin", "paper")
 PRECONDITIONS = ("both", "noise")
 _DEFAULT_PRECONDITION = {"langevin": "both", "paper": "noise"}
 
 
+class LangevinOptions(TypedDict, total=False):
+    """The keyword options every sampler takes (:class:`LangevinSampler`)."""
+
+    convention: str
+    precondition: str | None
+    temperature: float
+    weight_decay: float
+    generator: torch.Generator | None
+    fused: bool
+    cuda_graph: bool
+
+
+_OPTION_DEFAULTS = LangevinOptions(
+    convention="langevin",
+    precondition=None,
+    temperature=1.0,
+    weight_decay=0.0,
+    generator=None,
+    fused=False,
+    cuda_graph=False,
+)
+
+
 class LangevinSampler(torch.optim.Optimizer):
-    """Stochastic-gradient Langevin dynamics with a preconditioner ``P`` (identity here).
+    """Stochastic-gradient Langevin dynamics with a preconditioner ``P``.
 
     Args:
-        params: parameters or parameter groups, as for any ``torch.optim.Optimizer``.
+        params: parameters or parameter groups, as for any ``torch.optim.Optimizer``; each
+            parameter once.
         lr: step size (``> 0``); read from ``param_groups`` at every step, so LR schedulers work.
+        preconditioner: ``P`` (:mod:`sgmcmc.samplers.preconditioner`); ``None``: ``P = I``.
         convention: ``"langevin"`` or ``"paper"`` (module docstring).
         precondition: ``"both"`` or ``"noise"``; ``None`` means ``"both"`` for the langevin
             convention and ``"noise"`` for the paper one (which only has ``"noise"``).
@@ -74,54 +101,49 @@ class LangevinSampler(torch.optim.Optimizer):
         weight_decay: ``λ ≥ 0``, a Gaussian prior's precision added to the gradient as ``λ·θ``.
         generator: ``torch.Generator`` for the noise, on the parameters' device.
         fused: compile the step's elementwise update into one function (module docstring);
-            only for subclasses that implement :meth:`_prepare_fused`.
+            only for preconditioners that offer it (SGLD's and pSGLD's).
         cuda_graph: with ``fused=True`` and parameters on a CUDA device, replay the compiled
             update as a CUDA graph (:mod:`sgmcmc.samplers.graphed`).
-        **extra_defaults: further per-group hyper-parameters of a subclass.
 
-    Subclasses override :meth:`_update_preconditioner` and :meth:`_precondition`; a diagonal
-    ``P`` may instead override :meth:`_add_preconditioned_` to fuse its product into the update,
-    with what :meth:`_update_preconditioner` computed once for the step's drift and noise.
+    Every option is a per-group hyper-parameter, as in ``torch.optim``.
     """
 
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float,
-        *,
-        convention: str = "langevin",
-        precondition: str | None = None,
-        temperature: float = 1.0,
-        weight_decay: float = 0.0,
-        generator: torch.Generator | None = None,
-        fused: bool = False,
-        cuda_graph: bool = False,
-        **extra_defaults: Any,
+        preconditioner: Preconditioner | None = None,
+        **options: Unpack[LangevinOptions],
     ) -> None:
-        self.noise_source = NoiseSource(generator)
+        unknown = sorted(set(options) - set(_OPTION_DEFAULTS))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; "
+                f"its options are lr, {', '.join(_OPTION_DEFAULTS)}"
+            )
+        options = {**_OPTION_DEFAULTS, **options}
+        self.preconditioner = Identity() if preconditioner is None else preconditioner
+        self.noise_source = NoiseSource(options.pop("generator"))
         self._graphed: dict[int, GraphedUpdate] = {}  # per group, by id, for cuda_graph=True
-        defaults = dict(
-            lr=lr,
-            convention=convention,
-            precondition=precondition,
-            temperature=temperature,
-            weight_decay=weight_decay,
-            fused=fused,
-            cuda_graph=cuda_graph,
-            **extra_defaults,
-        )
+        defaults = dict(lr=lr, **options, **self.preconditioner.defaults())
         super().__init__(params, defaults)
 
-    #: Whether :meth:`_prepare_fused` is implemented (``fused=True`` is accepted).
-    fusable = False
-
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group (as torch does) and validate its Langevin hyper-parameters."""
+        """Add a group (as torch does) and validate its hyper-parameters."""
+        params = param_group["params"]
+        if not isinstance(params, (Tensor, set)):
+            param_group["params"] = list(params)
+            _check_distinct(param_group["params"])
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         _validate_group(group)
-        if group["fused"] and not self.fusable:
-            raise ValueError(f"fused=True is not available for {type(self).__name__}; use False")
+        name = type(self).__name__
+        for flag in ("fused", "cuda_graph"):
+            if group[flag] and not self.preconditioner.fusable:
+                raise ValueError(
+                    f"{flag}=True is not available for {name} (its preconditioner has no "
+                    f"compiled update); pass {flag}=False"
+                )
         if group["cuda_graph"] and not group["fused"]:
             raise ValueError("cuda_graph=True replays the fused update; pass fused=True as well")
         if group["cuda_graph"]:
@@ -129,6 +151,7 @@ class LangevinSampler(torch.optim.Optimizer):
                 check_device(p.device)
         if group["precondition"] is None:
             group["precondition"] = _DEFAULT_PRECONDITION[group["convention"]]
+        self.preconditioner.check_group(group)
 
     @property
     def generator(self) -> torch.Generator | None:
@@ -148,99 +171,6 @@ class LangevinSampler(torch.optim.Optimizer):
             "copied_steps": sum(graph.copied_steps for graph in graphs),
         }
 
-    # ----------------------------------------------------------------------------- hooks
-    def _update_preconditioner(
-        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
-    ) -> Any:
-        """Update the state ``P`` depends on, from this step's gradients (before the move).
-
-        Returns what this step's products need, computed once per step (for example ``P``'s
-        diagonal), which the step passes back to :meth:`_add_preconditioned_`; here ``None``.
-        """
-        return None
-
-    def _precondition(
-        self, group: dict[str, Any], params: list[Tensor], tensors: list[Tensor], power: float
-    ) -> list[Tensor]:
-        """Return ``P**power`` applied to ``tensors`` (aligned with ``params``).
-
-        ``power`` is 1 (langevin drift, paper noise) or 0.5 (langevin noise). Must not modify
-        its inputs; may return them unchanged (here: ``P = I``).
-        """
-        return tensors
-
-    def _add_preconditioned_(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        tensors: list[Tensor],
-        power: float,
-        alpha: float,
-        prepared: Any,
-    ) -> None:
-        """``θ ← θ + alpha·P**power·tensors`` in place (here through :meth:`_precondition`);
-        ``prepared`` is this step's :meth:`_update_preconditioner` result."""
-        torch._foreach_add_(params, self._precondition(group, params, tensors, power), alpha=alpha)
-
-    def _prepare_fused(
-        self, group: dict[str, Any], params: list[Tensor]
-    ) -> tuple[list[Tensor], str | None, bool] | None:
-        """For a fused step: ``(averages, kind, adapt)`` as
-        :func:`sgmcmc.samplers.fused.langevin_update` takes them, with the state's step counters
-        advanced; ``None`` takes the foreach path
-        this step. Subclasses that set :attr:`fusable` implement it."""
-        return None
-
-    def _fused_step(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        temperature: float,
-        scales: tuple[float, float, float, bool],
-    ) -> bool:
-        """The step through :mod:`sgmcmc.samplers.fused`; ``False`` when this step cannot be
-        fused."""
-        prepared = self._prepare_fused(group, params)
-        if prepared is None:
-            return False
-        averages, kind, adapt = prepared
-        drift_scale, noise_scale, noise_power, preconditioned_drift = scales
-        named = {
-            "alpha": group.get("alpha") or 0.0,
-            "eps": group.get("eps") or 0.0,
-            "drift": drift_scale,
-            "noise": noise_scale,
-            "weight_decay": group["weight_decay"],
-        }
-        values = [named[name] for name in fused.SCALARS]
-        flags = dict(
-            average=kind,
-            adapt=adapt,
-            drift_preconditioned=preconditioned_drift,
-            noise_power=noise_power,
-            weight_decay=group["weight_decay"] != 0,
-        )
-        noisy = temperature > 0.0
-        if group.get("cuda_graph"):
-            graphed = self._graphed.setdefault(id(group), GraphedUpdate())
-            draw = self.noise_source.next_draw() if noisy else None
-            graphed(params, grads, averages, draw, values, **flags)
-            return True
-        device = params[0].device
-        seed = self.noise_source.counter_seed(device) if noisy else None
-        scalars = host_tensor(values, params[0].dtype, device)
-        fused.langevin_update(params, grads, averages, seed, scalars, **flags)
-        return True
-
-    @classmethod
-    @functools.cache
-    def _identity_preconditioner(cls) -> bool:
-        """Whether ``P = I``: no hook of this class is overridden (once per class)."""
-        hooks = ("_update_preconditioner", "_precondition", "_add_preconditioned_")
-        return all(getattr(cls, hook) is getattr(LangevinSampler, hook) for hook in hooks)
-
-    # ------------------------------------------------------------------------------ step
     @torch.no_grad()
     def step(self, closure=None):
         """One Langevin step for every parameter with a gradient; returns ``closure()``'s loss."""
@@ -255,50 +185,63 @@ class LangevinSampler(torch.optim.Optimizer):
             grads = [p.grad for p in params]
             if any(g.is_sparse for g in grads):
                 raise ValueError("sparse gradients are not supported; use dense parameters")
-            lr = float(group["lr"])
-            temperature = float(group["temperature"])
-            if group["convention"] == "langevin":
-                drift_scale, noise_power = -lr, 0.5
-                noise_scale = math.sqrt(2.0 * lr * temperature)
-                preconditioned_drift = group["precondition"] == "both"
-            else:
-                drift_scale, noise_power = -lr / 2.0, 1.0
-                noise_scale = lr * lr * math.sqrt(temperature)
-                preconditioned_drift = False
-            scales = (drift_scale, noise_scale, noise_power, preconditioned_drift)
-            if group["fused"] and self._fused_step(group, params, grads, temperature, scales):
-                continue
-            if group["weight_decay"] != 0 and self._identity_preconditioner():
-                # P = I: θ + drift·(g + λθ) = (1 + drift·λ)·θ + drift·g, with no new tensors
-                torch._foreach_mul_(params, 1.0 + drift_scale * group["weight_decay"])
-            elif group["weight_decay"] != 0:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-            prepared = self._update_preconditioner(group, params, grads)
-            # P depends on the state, not on θ: the drift may move θ before the noise is added.
-            if preconditioned_drift:
-                self._add_preconditioned_(group, params, grads, 1.0, drift_scale, prepared)
-            else:
-                torch._foreach_add_(params, grads, alpha=drift_scale)
-            if temperature > 0.0:
-                noise = self.noise_source.like(params)
-                self._add_preconditioned_(group, params, noise, noise_power, noise_scale, prepared)
+            graph = None
+            if group["cuda_graph"]:
+                graph = self._graphed.setdefault(id(group), GraphedUpdate())
+            step = GroupStep(group, self.state, params, grads, _scales(group))
+            langevin_step(
+                step, self.preconditioner, self.noise_source, fused=group["fused"], graph=graph
+            )
         return loss
 
-    # ------------------------------------------------------------------------ state dict
     def state_dict(self) -> dict[str, Any]:
-        """torch's state dict plus the noise's: ``"generator_state"`` when a generator was
-        given, ``"noise_streams"`` once CPU streams are seeded, ``"counter_noise"`` once fused."""
-        return {**super().state_dict(), **self.noise_source.state_dict()}
+        """torch's state dict plus the noise's (``"generator_state"`` when a generator was
+        given, ``"noise_streams"`` once CPU streams are seeded, ``"counter_noise"`` once fused)
+        and the preconditioner's (e.g. KSGLD's ``"kfac"``)."""
+        return {
+            **super().state_dict(),
+            **self.noise_source.state_dict(),
+            **self.preconditioner.state_dict(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load torch's state and restore the noise's (generator and streams) where saved."""
+        """Load torch's state and restore the noise's and the preconditioner's where saved."""
         state_dict = dict(state_dict)
-        noise_state = {
-            key: state_dict.pop(key) for key in NoiseSource.STATE_KEYS if key in state_dict
-        }
+        noise_state = _pop(state_dict, NoiseSource.STATE_KEYS)
+        preconditioner_state = _pop(state_dict, self.preconditioner.STATE_KEYS)
         super().load_state_dict(state_dict)
         self.noise_source.load_state_dict(noise_state)
+        self.preconditioner.load_state_dict(preconditioner_state)
         self._graphed.clear()  # the groups are new dicts, the state new tensors
+
+
+def _scales(group: dict[str, Any]) -> Scales:
+    """The step's coefficients in the group's convention (module docstring)."""
+    lr, temperature = float(group["lr"]), float(group["temperature"])
+    noisy, weight_decay = temperature > 0.0, group["weight_decay"]
+    if group["convention"] == "langevin":
+        noise = math.sqrt(2.0 * lr * temperature)
+        return Scales(-lr, noise, 0.5, group["precondition"] == "both", weight_decay, noisy)
+    return Scales(-lr / 2.0, lr * lr * math.sqrt(temperature), 1.0, False, weight_decay, noisy)
+
+
+def _pop(state_dict: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    return {key: state_dict.pop(key) for key in keys if key in state_dict}
+
+
+def _check_distinct(params: list[Any]) -> None:
+    """``ValueError`` when a group lists a tensor twice (it would step twice)."""
+    seen: dict[int, int] = {}
+    for index, p in enumerate(params):
+        tensor = p[1] if isinstance(p, tuple) else p  # torch also takes (name, tensor) pairs
+        first = seen.setdefault(id(tensor), index)
+        if first != index:
+            shape = tuple(getattr(tensor, "shape", ()))
+            raise ValueError(
+                f"a parameter group lists the same tensor twice (positions {first} and {index}, "
+                f"shape {shape}), so it would move twice a step; pass each parameter once, "
+                "e.g. list(dict.fromkeys(params))"
+            )
 
 
 def _validate_group(group: dict[str, Any]) -> None:
@@ -306,18 +249,10 @@ def _validate_group(group: dict[str, Any]) -> None:
     lr, temperature, weight_decay = group["lr"], group["temperature"], group["weight_decay"]
     if isinstance(lr, bool) or not isinstance(lr, (int, float, Tensor)) or not 0 < lr < math.inf:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not 0 <= temperature < math.inf
-    ):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-    if (
-        isinstance(weight_decay, bool)
-        or not isinstance(weight_decay, (int, float))
-        or not 0 <= weight_decay < math.inf
-    ):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    for name, value in (("temperature", temperature), ("weight_decay", weight_decay)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not 0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     for flag in ("fused", "cuda_graph"):
         if not isinstance(group[flag], bool):
             raise ValueError(f"{flag} must be True or False, got {group[flag]!r}")

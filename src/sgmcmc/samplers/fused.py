@@ -1,8 +1,11 @@
-"""The fused Langevin update of SGLD and pSGLD (``fused=True``): the whole elementwise part of a
-step (weight decay, the moving average of squared gradients, drift and noise) as one function
-compiled by ``torch.compile``, so a step reads and writes each parameter once instead of once
-per foreach operation (pSGLD's foreach path makes 7 passes over the parameters, or 7+ kernel
-launches on a GPU).
+"""The fused Langevin update (``fused=True``): the whole elementwise part of a step (weight decay,
+a diagonal preconditioner's state update, drift and noise) as one function compiled by
+``torch.compile``, so a step reads and writes each parameter once instead of once per foreach
+operation.
+
+The preconditioner is the identity or a diagonal ``P = 1/D`` whose ``D`` follows an elementwise
+rule (a :class:`DiagonalRule`, supplied by the sampler): the compiled function calls the rule,
+and ``torch.compile`` inlines it.
 
 The noise is generated inside the compiled function by Philox (:mod:`sgmcmc.rng.philox`), keyed
 once from the sampler's generator and counted per step: no noise buffer is written and read
@@ -10,9 +13,8 @@ back, and on a CPU the draw runs on torch's own thread pool (a CPU generator is 
 helper threads would compete with that pool's spinning workers). So a fused chain uses other
 draws than the foreach path, the same on a CPU and a GPU; given the same draws it computes the
 same update, up to rounding (fused multiply-adds, drift and noise added in one sum). The first
-step compiles (tens of seconds on a CPU; Inductor caches it on disk for later processes);
-hyper-parameters and the draw's seed enter as tensors, so neither a learning-rate schedule nor
-the step counter recompiles.
+step compiles (Inductor caches it on disk for later processes); hyper-parameters and the draw's
+seed enter as tensors, so neither a learning-rate schedule nor the step counter recompiles.
 """
 
 from __future__ import annotations
@@ -20,32 +22,46 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from sgmcmc.rng import philox
 
-#: ``scalars`` holds, in this order: alpha, eps, drift scale, noise scale, weight decay.
-SCALARS = ("alpha", "eps", "drift", "noise", "weight_decay")
+#: ``scalars`` starts with these, in this order; the rule's own hyper-parameters follow.
+SCALARS = ("drift", "noise", "weight_decay")
+
+
+class DiagonalRule(Protocol):
+    """An elementwise rule for the state ``a`` of a diagonal preconditioner ``P = 1/D``;
+    ``scalars`` are the rule's hyper-parameters (0-d tensors inside the compiled update)."""
+
+    def update(self, a: Tensor, g: Tensor, *scalars: Tensor) -> Tensor:
+        """The state after a step with gradient ``g``."""
+        ...
+
+    def denominator(self, a: Tensor, *scalars: Tensor) -> Tensor:
+        """``D`` for the state ``a``."""
+        ...
 
 
 def _langevin_update(
     params: list[Tensor],
     grads: list[Tensor],
-    averages: list[Tensor],
+    states: list[Tensor],
     seed: Tensor | None,
     scalars: Tensor,
     *,
-    average: str | None,
+    rule: DiagonalRule | None,
     adapt: bool,
     drift_preconditioned: bool,
     noise_power: float,
     weight_decay: bool,
 ) -> None:
     """One step in place: see :func:`langevin_update`."""
-    alpha, eps, drift, noise_scale, decay = (scalars[i] for i in range(len(SCALARS)))
+    drift, noise_scale, decay = (scalars[i] for i in range(len(SCALARS)))
+    rule_scalars = [scalars[i] for i in range(len(SCALARS), scalars.shape[0])]
     noise = None
     if seed is not None:
         sizes = [p.numel() for p in params]
@@ -54,12 +70,11 @@ def _langevin_update(
         g = grads[i] + decay * p if weight_decay else grads[i]
         step = drift * g
         denominator = None
-        if average is not None:
-            a = averages[i]
+        if rule is not None:
+            a = states[i]
             if adapt:
-                updated = alpha * a + (1.0 - alpha) * g * g
-                a.copy_(torch.sqrt(updated + eps) if average == "m" else updated)
-            denominator = torch.sqrt(a) + eps if average == "square_avg" else a
+                a.copy_(rule.update(a, g, *rule_scalars))
+            denominator = rule.denominator(a, *rule_scalars)
             if drift_preconditioned:
                 step = step / denominator
         if noise is not None:
@@ -73,21 +88,22 @@ def _langevin_update(
 def langevin_update(
     params: list[Tensor],
     grads: list[Tensor],
-    averages: list[Tensor],
+    states: list[Tensor],
     seed: Tensor | None,
     scalars: Tensor,
     **configuration: Any,
 ) -> None:
-    """One step in place: ``(params, grads, averages, seed, scalars)`` (``seed``: the noise's
-    :func:`sgmcmc.rng.philox.standard_normal` seed, ``None`` at T = 0; ``scalars`` as
-    :data:`SCALARS`), keywords ``average``: ``None`` (``P = I``),
-    ``"square_avg"`` (``V``, ``P = 1/(ε + sqrt(V))``) or ``"m"`` (the paper's recursion,
-    ``P = 1/m``); ``adapt``: update ``averages`` first; ``drift_preconditioned``;
-    ``noise_power``: ``P``'s power on the noise (0.5 langevin, 1 paper); ``weight_decay``.
+    """``θ ← θ + drift·P^a·(g + λ·θ) + noise·P^b·ξ`` in place, with ``P = 1/D`` or ``I``.
+
+    ``seed``: the noise's :func:`sgmcmc.rng.philox.standard_normal` seed, ``None`` at T = 0;
+    ``scalars``: a tensor of :data:`SCALARS` then the rule's hyper-parameters. Keywords:
+    ``rule``: a :class:`DiagonalRule` for ``states`` (``None``: ``P = I``, ``states`` empty);
+    ``adapt``: update ``states`` by the rule first; ``drift_preconditioned``: ``a = 1``
+    (else 0); ``noise_power``: ``b``, 0.5 or 1; ``weight_decay``: add ``λ·θ`` to ``g``.
     Compiled on first use of each configuration (the keywords, whether ``seed`` is given, and
     the device type)."""
     key = (seed is None, *sorted(configuration.items()))
-    _compiled(key, params[0].device.type)(params, grads, averages, seed, scalars, **configuration)
+    _compiled(key, params[0].device.type)(params, grads, states, seed, scalars, **configuration)
 
 
 @functools.cache
@@ -96,8 +112,7 @@ def _compiled(configuration: tuple, device_type: str) -> Callable[..., None]:
     compilations of a code object in one cache of at most ``recompile_limit`` (8) entries,
     beyond which ``fullgraph=True`` fails, and a process may step more configurations (and
     parameter lists) than that. On a GPU, Inductor's combo kernels run the per-parameter loops
-    in a few launches instead of one each (on an H200, 38 instead of 51 µs for the paper's CNN);
-    a CPU's update is one kernel already."""
+    in a few launches instead of one each; a CPU's update is one kernel already."""
     update = types.FunctionType(
         _langevin_update.__code__.replace(), _langevin_update.__globals__, "langevin_update"
     )

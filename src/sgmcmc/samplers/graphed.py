@@ -1,16 +1,15 @@
 """The fused update replayed as a CUDA graph (``cuda_graph=True`` with ``fused=True``).
 
 On a GPU a small model's step is bound by the host's dispatch, and calling the compiled update
-of :mod:`sgmcmc.samplers.fused` costs more host time (Dynamo's guards, Inductor's wrapper: about
-0.8 ms on an H200) than its kernel takes. A CUDA graph records the kernel launches once and replays
-them with one call. A graph reads and writes fixed addresses: it reads the gradients where
-they are when they are where they were at capture (always, after
-``zero_grad(set_to_none=False)``; after ``set_to_none=True``, when the caching allocator hands
-back the same blocks); gradients that moved are first copied into static buffers that a second
-graph reads. The noise seed and the hyper-parameters are device tensors written only when they
-change (a loaded state dict, a learning-rate schedule), and the graph advances the seed's draw
-counter itself. A graphed chain is the fused chain: the same kernels on the same values, bit
-for bit.
+of :mod:`sgmcmc.samplers.fused` costs more host time (Dynamo's guards, Inductor's wrapper) than
+its kernel takes. A CUDA graph records the kernel launches once and replays them with one call.
+A graph reads and writes fixed addresses: it reads the gradients where they are when they are
+where they were at capture (always, after ``zero_grad(set_to_none=False)``; after
+``set_to_none=True``, when the caching allocator hands back the same blocks); gradients that
+moved are first copied into static buffers that a second graph reads. The noise seed and the
+hyper-parameters are device tensors written only when they change (a loaded state dict, a
+learning-rate schedule), and the graph advances the seed's draw counter itself. A graphed chain
+is the fused chain: the same kernels on the same values, bit for bit.
 
 The first step of a configuration runs the update directly (compiling it); the first step
 whose gradients are where they were the step before captures the graph that reads them in
@@ -62,10 +61,9 @@ class GraphedUpdate:
     """The fused update of one parameter group, replayed from a CUDA graph.
 
     Call it as :func:`sgmcmc.samplers.fused.langevin_update`, but with the noise's draw as
-    ``(key, number)`` (``None`` at T = 0) and the hyper-parameters as a list ordered as
-    :data:`sgmcmc.samplers.fused.SCALARS`: it uploads them only when they differ from what the
-    device holds. ``captures`` counts the graphs captured so far, ``copied_steps`` the steps whose
-    gradients were copied into static buffers.
+    ``(key, number)`` (``None`` at T = 0) and the scalars as a list of floats: it uploads them
+    only when they differ from what the device holds. ``captures`` counts the graphs captured
+    so far, ``copied_steps`` the steps whose gradients were copied into static buffers.
     """
 
     def __init__(self) -> None:
@@ -86,17 +84,17 @@ class GraphedUpdate:
         self,
         params: list[Tensor],
         grads: list[Tensor],
-        averages: list[Tensor],
+        states: list[Tensor],
         draw: tuple[tuple[int, int], int] | None,
         values: list[float],
         **flags: Any,
     ) -> None:
         device = params[0].device
-        tensors = [(t.data_ptr(), t.shape) for t in (*params, *averages)]
-        signature = (tensors, len(params), draw is None, flags)
+        tensors = [(t.data_ptr(), t.shape) for t in (*params, *states)]
+        signature = (tensors, len(params), draw is None, len(values), flags)
         if signature != self._signature:
             check_device(device)
-            self._prepare(params, draw is not None, signature)
+            self._prepare(params, draw is not None, len(values), signature)
         if values != self._values:
             copy_values_(self._scalars, values)
             self._values = list(values)
@@ -110,23 +108,23 @@ class GraphedUpdate:
         if self._in_place is not None and layout == self._in_place[0]:
             self._in_place[1]()
         elif not self._warm:
-            self._run(params, grads, averages, flags)  # compiles, outside a graph this once
+            self._run(params, grads, states, flags)  # compiles, outside a graph this once
             self._warm = True
         elif self._in_place is None and layout == self._previous_layout:
             # Where they were last step: a graph that reads the gradients where they are (once
             # per configuration, so that an allocator that keeps moving them never recaptures).
-            replay = self._capture(lambda: self._run(params, grads, averages, flags), device)
+            replay = self._capture(lambda: self._run(params, grads, states, flags), device)
             self._in_place = layout, replay
             replay()
         else:
-            self._step_on_copies(params, grads, averages, flags, device)
+            self._step_on_copies(params, grads, states, flags, device)
         self._previous_layout = layout
 
     def _step_on_copies(
         self,
         params: list[Tensor],
         grads: list[Tensor],
-        averages: list[Tensor],
+        states: list[Tensor],
         flags: dict[str, Any],
         device: torch.device,
     ) -> None:
@@ -138,7 +136,7 @@ class GraphedUpdate:
         if self._copy_replay is None:
             static = self._grads
             self._copy_replay = self._capture(
-                lambda: self._run(params, static, averages, flags), device
+                lambda: self._run(params, static, states, flags), device
             )
         self._copy_replay()
 
@@ -157,18 +155,18 @@ class GraphedUpdate:
         self,
         params: list[Tensor],
         grads: list[Tensor],
-        averages: list[Tensor],
+        states: list[Tensor],
         flags: dict[str, Any],
     ) -> None:
         """The update, then the seed's next draw number."""
-        fused.langevin_update(params, grads, averages, self._seed, self._scalars, **flags)
+        fused.langevin_update(params, grads, states, self._seed, self._scalars, **flags)
         if self._seed is not None:
             self._seed[2:3].add_(1)
 
-    def _prepare(self, params: list[Tensor], noisy: bool, signature: tuple) -> None:
+    def _prepare(self, params: list[Tensor], noisy: bool, scalars: int, signature: tuple) -> None:
         """Device tensors for a new configuration, and no graph yet."""
         device, dtype = params[0].device, params[0].dtype
-        self._scalars = torch.zeros(len(fused.SCALARS), dtype=dtype, device=device)
+        self._scalars = torch.zeros(scalars, dtype=dtype, device=device)
         self._values = None
         self._seed = torch.zeros(4, dtype=torch.int64, device=device) if noisy else None
         self._seed_draw = None

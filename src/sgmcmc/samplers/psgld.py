@@ -1,95 +1,111 @@
 """pSGLD: the Langevin step preconditioned by an RMSprop-style diagonal.
 
-``convention="langevin"`` (Li, Chen, Carlson & Carin 2016): per element
-``V ← α·V + (1 − α)·g²`` (``V`` starts at 0 and is updated before it is used, as in
+``convention="langevin"`` (Li, Chen, Carlson & Carin 2016, https://arxiv.org/abs/1512.07666):
+per element ``V ← α·V + (1 − α)·g²`` (``V`` starts at 0 and is updated before it is used, as in
 ``torch.optim.RMSprop``) and ``P = diag(1 / (ε + sqrt(V)))``, with ``g`` the gradient the
 optimizer sees (of ``U``). Li et al. average squared *mean* minibatch log-likelihood gradients
 (no factor ``N``): their ``P`` is ``N`` times ours, their step size ``ε_Li = 2·lr/N`` and their
 ``λ = ε/N``. Defaults ``α = 0.99`` (RMSprop's ``alpha``) and ``ε = 1e-5`` (the value of Li et
 al.'s λ; negligible beside ``sqrt(V)`` either way).
 
-With ``V`` adapting, the step omits the correction term ``Γ(θ)`` of Ma, Chen & Fox (2015),
-as Li et al. do, so the chain is not exactly invariant for the posterior (PAPER.md §2). Freeze
-``V`` (``burn_in`` steps, or :meth:`PSGLD.freeze_preconditioner`) to get a constant ``P``,
-for which ``precondition="both"`` samples the posterior up to discretization.
+With ``V`` adapting, the step omits the correction term ``Γ(θ)`` of Ma, Chen & Fox (2015,
+https://arxiv.org/abs/1506.04696), as Li et al. do, so the chain is not exactly invariant for
+the posterior. Freeze ``V`` (``burn_in`` steps, or :meth:`PSGLD.freeze_preconditioner`) to get
+a constant ``P``, for which ``precondition="both"`` samples the posterior up to discretization.
 
-``convention="paper"`` (the released code of Palacci & Hess 2018): ``m`` starts at 1 and
-``m ← sqrt(ε + α·m + (1 − α)·g²)`` with ``α = 0.96``, ``ε = 1e-10`` and ``g`` the gradient of
-the mean batch loss; then ``θ ← θ − (lr/2)·g + lr²·sqrt(T)·ξ/m`` (``P = diag(1/m)``).
+``convention="paper"`` (the released code of Palacci & Hess 2018,
+https://arxiv.org/abs/1806.02855): ``m`` starts at 1 and ``m ← sqrt(ε + α·m + (1 − α)·g²)``
+with ``α = 0.96``, ``ε = 1e-10`` and ``g`` the gradient of the mean batch loss; then
+``θ ← θ − (lr/2)·g + lr²·sqrt(T)·ξ/m`` (``P = diag(1/m)``).
+
+Each rule exists twice, with the same arithmetic: elementwise (:class:`SquareAverage`,
+:class:`ReleasedRecursion`, which the compiled step of :mod:`sgmcmc.samplers.fused` calls) and
+as foreach operations over a group's tensors (the default step).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from sgmcmc.samplers.base import LangevinSampler
+from sgmcmc.samplers.base import LangevinOptions, LangevinSampler
+from sgmcmc.samplers.preconditioner import FusedInputs, GroupStep, Preconditioner
 
+
+class SquareAverage:
+    """``V ← α·V + (1 − α)·g²`` from ``V = 0``, ``D = ε + sqrt(V)`` (langevin convention)."""
+
+    key = "square_avg"
+    initial: Callable[..., Tensor] = staticmethod(torch.zeros_like)
+
+    def update(self, a: Tensor, g: Tensor, alpha: Tensor, eps: Tensor) -> Tensor:
+        return alpha * a + (1.0 - alpha) * g * g
+
+    def denominator(self, a: Tensor, alpha: Tensor, eps: Tensor) -> Tensor:
+        return torch.sqrt(a) + eps
+
+    def update_(
+        self, averages: list[Tensor], grads: list[Tensor], alpha: float, eps: float
+    ) -> None:
+        """:meth:`update` in place, over a group's tensors."""
+        torch._foreach_mul_(averages, alpha)
+        torch._foreach_addcmul_(averages, grads, grads, value=1.0 - alpha)
+
+    def denominators(self, averages: list[Tensor], eps: float) -> list[Tensor]:
+        """:meth:`denominator` over a group's tensors, as new tensors."""
+        base = torch._foreach_sqrt(averages)
+        torch._foreach_add_(base, eps)
+        return base
+
+
+class ReleasedRecursion(SquareAverage):
+    """``m ← sqrt(ε + α·m + (1 − α)·g²)`` from ``m = 1``, ``D = m`` (paper convention)."""
+
+    key = "m"
+    initial = staticmethod(torch.ones_like)
+
+    def update(self, a: Tensor, g: Tensor, alpha: Tensor, eps: Tensor) -> Tensor:
+        return torch.sqrt(super().update(a, g, alpha, eps) + eps)
+
+    def denominator(self, a: Tensor, alpha: Tensor, eps: Tensor) -> Tensor:
+        return a
+
+    def update_(
+        self, averages: list[Tensor], grads: list[Tensor], alpha: float, eps: float
+    ) -> None:
+        super().update_(averages, grads, alpha, eps)
+        torch._foreach_add_(averages, eps)
+        torch._foreach_sqrt_(averages)
+
+    def denominators(self, averages: list[Tensor], eps: float) -> list[Tensor]:
+        """The state itself (not a copy)."""
+        return averages
+
+
+_RULES = {"langevin": SquareAverage(), "paper": ReleasedRecursion()}
 # (alpha, eps) per convention: RMSprop / Li et al. for langevin, the released code for paper.
 _DEFAULT_CONSTANTS = {"langevin": (0.99, 1e-5), "paper": (0.96, 1e-10)}
 
 
-class PSGLD(LangevinSampler):
-    """Preconditioned SGLD with a diagonal ``P`` learned from squared gradients.
-
-    Args:
-        params, lr, convention, precondition, temperature, weight_decay, generator: as
-            :class:`sgmcmc.samplers.base.LangevinSampler`.
-        alpha: decay of the moving average, in ``[0, 1)``; ``None``: 0.99 (langevin), 0.96
-            (paper).
-        eps: ``ε > 0``; ``None``: 1e-5 (langevin, added to ``sqrt(V)``), 1e-10 (paper, inside
-            the square root of the ``m`` recursion).
-        burn_in: number of preconditioner updates after which it freezes (``None``: never).
-        fused: compile the update into one function (:mod:`sgmcmc.samplers.fused`).
-        cuda_graph: with ``fused=True`` on a GPU, replay the compiled update as a CUDA graph
-            (:mod:`sgmcmc.samplers.graphed`).
-
-    State per parameter: ``square_avg`` (``V``, langevin) or ``m`` (paper), and ``step``, the
-    number of preconditioner updates so far.
-    """
+class RMSDiagonal(Preconditioner):
+    """``P = 1/D`` with ``D`` from a moving average of squared gradients (module docstring);
+    per parameter the state holds the average (``square_avg`` or ``m``) and ``step``, the
+    number of its updates so far."""
 
     fusable = True
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float,
-        *,
-        convention: str = "langevin",
-        precondition: str | None = None,
-        temperature: float = 1.0,
-        weight_decay: float = 0.0,
-        generator: torch.Generator | None = None,
-        alpha: float | None = None,
-        eps: float | None = None,
-        burn_in: int | None = None,
-        fused: bool = False,
-        cuda_graph: bool = False,
-    ) -> None:
-        super().__init__(
-            params,
-            lr,
-            convention=convention,
-            precondition=precondition,
-            temperature=temperature,
-            weight_decay=weight_decay,
-            generator=generator,
-            alpha=alpha,
-            eps=eps,
-            burn_in=burn_in,
-            preconditioner_frozen=False,
-            fused=fused,
-            cuda_graph=cuda_graph,
-        )
+    def __init__(self, alpha: float | None, eps: float | None, burn_in: int | None) -> None:
+        self._defaults = dict(alpha=alpha, eps=eps, burn_in=burn_in, preconditioner_frozen=False)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group; fill ``alpha`` and ``eps`` from its convention and validate them."""
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
+    def defaults(self) -> dict[str, Any]:
+        return dict(self._defaults)
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        """Fill ``alpha`` and ``eps`` from the group's convention and validate them."""
         default_alpha, default_eps = _DEFAULT_CONSTANTS[group["convention"]]
         if group["alpha"] is None:
             group["alpha"] = default_alpha
@@ -105,20 +121,15 @@ class PSGLD(LangevinSampler):
         ):
             raise ValueError(f"burn_in must be None or an integer >= 1, got {burn_in!r}")
 
-    def freeze_preconditioner(self, frozen: bool = True) -> None:
-        """Stop (or, with ``frozen=False``, resume) updating ``V`` / ``m`` in every group."""
-        for group in self.param_groups:
-            group["preconditioner_frozen"] = frozen
-
-    def _states(self, group: dict[str, Any], params: list[Tensor]) -> list[dict[str, Any]]:
-        """Each parameter's state, made on first use: ``V`` (langevin, from 0) or ``m`` (paper,
-        from 1), and ``step``. Looked up once a step (a tensor's hash runs Python code)."""
-        states = [self.state[p] for p in params]
-        for p, state in zip(params, states, strict=True):
-            if not state:
-                key = _state_key(group)
-                init = torch.zeros_like if key == "square_avg" else torch.ones_like
-                state["step"], state[key] = 0, init(p, memory_format=torch.preserve_format)
+    def _states(self, step: GroupStep) -> list[dict[str, Any]]:
+        """Each parameter's state, made on first use. Looked up once a step (a tensor's hash
+        runs Python code)."""
+        states = [step.state[p] for p in step.params]
+        for p, entry in zip(step.params, states, strict=True):
+            if not entry:
+                rule = _RULES[step.group["convention"]]
+                entry["step"] = 0
+                entry[rule.key] = rule.initial(p, memory_format=torch.preserve_format)
         return states
 
     @staticmethod
@@ -127,7 +138,7 @@ class PSGLD(LangevinSampler):
         if group["preconditioner_frozen"]:
             return []
         burn_in = group["burn_in"]
-        return [i for i, state in enumerate(states) if burn_in is None or state["step"] < burn_in]
+        return [i for i, entry in enumerate(states) if burn_in is None or entry["step"] < burn_in]
 
     @staticmethod
     def _count_step(states: list[dict[str, Any]], adapting: list[int]) -> None:
@@ -135,54 +146,49 @@ class PSGLD(LangevinSampler):
         for i in adapting:
             states[i]["step"] += 1
 
-    def _prepare_fused(self, group: dict[str, Any], params: list[Tensor]):
-        states = self._states(group, params)
+    def fused_inputs(self, step: GroupStep) -> FusedInputs | None:
+        group, states = step.group, self._states(step)
         adapting = self._adapting(group, states)
-        if 0 < len(adapting) < len(params):
+        if 0 < len(adapting) < len(states):
             return None  # some parameters have finished their burn-in: the foreach path
         self._count_step(states, adapting)
-        key = _state_key(group)
-        return [state[key] for state in states], key, bool(adapting)
+        rule = _RULES[group["convention"]]
+        averages = [entry[rule.key] for entry in states]
+        return FusedInputs(rule, averages, bool(adapting), (group["alpha"], group["eps"]))
 
-    def _update_preconditioner(
-        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
-    ) -> _Denominators:
-        key = _state_key(group)
-        states = self._states(group, params)
-        averages = [state[key] for state in states]
-        denominators = _Denominators(averages, group["eps"] if key == "square_avg" else None)
+    def _denominators(self, group: dict[str, Any], states: list[dict[str, Any]]) -> _Denominators:
+        rule = _RULES[group["convention"]]
+        return _Denominators([entry[rule.key] for entry in states], rule, group["eps"])
+
+    def update(self, step: GroupStep) -> _Denominators:
+        group, states, grads = step.group, self._states(step), step.grads
+        denominators = self._denominators(group, states)
         adapting = self._adapting(group, states)
         if not adapting:
             return denominators
-        if len(adapting) < len(params):
+        averages = denominators.averages
+        if len(adapting) < len(states):
             averages, grads = [averages[i] for i in adapting], [grads[i] for i in adapting]
-        alpha = group["alpha"]
-        torch._foreach_mul_(averages, alpha)
-        torch._foreach_addcmul_(averages, grads, grads, value=1.0 - alpha)
-        if key == "m":
-            torch._foreach_add_(averages, group["eps"])
-            torch._foreach_sqrt_(averages)
+        _RULES[group["convention"]].update_(averages, grads, group["alpha"], group["eps"])
         self._count_step(states, adapting)
         return denominators
 
-    def _add_preconditioned_(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        tensors: list[Tensor],
-        power: float,
-        alpha: float,
-        prepared: _Denominators,
+    def apply(self, step: GroupStep, tensors: list[Tensor], power: float) -> list[Tensor]:
+        denominators = self._denominators(step.group, self._states(step))
+        return torch._foreach_div(tensors, denominators.power(power))
+
+    def add_power_(
+        self, step: GroupStep, tensors: list[Tensor], power: float, alpha: float
     ) -> None:
-        torch._foreach_addcdiv_(params, tensors, prepared.power(power), value=alpha)
+        torch._foreach_addcdiv_(step.params, tensors, step.prepared.power(power), value=alpha)
 
 
 class _Denominators:
     """``D`` with ``P**power = 1/D`` for one step, each power computed once (after the
-    update of ``V`` or ``m``): ``(ε + sqrt(V))**power`` (``eps`` given) or ``m**power``."""
+    update of the averages)."""
 
-    def __init__(self, averages: list[Tensor], eps: float | None) -> None:
-        self._averages, self._eps = averages, eps
+    def __init__(self, averages: list[Tensor], rule: SquareAverage, eps: float) -> None:
+        self.averages, self._rule, self._eps = averages, rule, eps
         self._powers: dict[float, list[Tensor]] = {}
 
     def power(self, power: float) -> list[Tensor]:
@@ -192,21 +198,47 @@ class _Denominators:
 
     def _compute(self, power: float) -> list[Tensor]:
         if power == 1.0:
-            if self._eps is None:
-                return self._averages
-            base = torch._foreach_sqrt(self._averages)
-            torch._foreach_add_(base, self._eps)
-            return base
+            return self._rule.denominators(self.averages, self._eps)
         if power == 0.5:
             # The last power a step asks for: sqrt in place of D's own buffer, unless D is
             # the state itself (m); D is then computed anew if asked for again.
             base = self._powers.pop(1.0) if 1.0 in self._powers else self._compute(1.0)
-            if base is self._averages:
+            if base is self.averages:
                 return torch._foreach_sqrt(base)
             torch._foreach_sqrt_(base)
             return base
         return torch._foreach_pow(self.power(1.0), power)
 
 
-def _state_key(group: dict[str, Any]) -> str:
-    return "square_avg" if group["convention"] == "langevin" else "m"
+class PSGLD(LangevinSampler):
+    """Preconditioned SGLD with a diagonal ``P`` learned from squared gradients.
+
+    Args:
+        params, lr, **options: as :class:`sgmcmc.samplers.base.LangevinSampler` (convention,
+            precondition, temperature, weight_decay, generator, fused, cuda_graph).
+        alpha: decay of the moving average, in ``[0, 1)``; ``None``: 0.99 (langevin), 0.96
+            (paper).
+        eps: ``ε > 0``; ``None``: 1e-5 (langevin, added to ``sqrt(V)``), 1e-10 (paper, inside
+            the square root of the ``m`` recursion).
+        burn_in: number of preconditioner updates after which it freezes (``None``: never).
+
+    State per parameter: ``square_avg`` (``V``, langevin) or ``m`` (paper), and ``step``, the
+    number of preconditioner updates so far.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        *,
+        alpha: float | None = None,
+        eps: float | None = None,
+        burn_in: int | None = None,
+        **options: Unpack[LangevinOptions],
+    ) -> None:
+        super().__init__(params, lr, RMSDiagonal(alpha, eps, burn_in), **options)
+
+    def freeze_preconditioner(self, frozen: bool = True) -> None:
+        """Stop (or, with ``frozen=False``, resume) updating ``V`` / ``m`` in every group."""
+        for group in self.param_groups:
+            group["preconditioner_frozen"] = frozen

@@ -254,7 +254,7 @@ class _FrozenMatrix(Preconditioner):
         self.noise_power = noise_power
         self.powers: dict[float, torch.Tensor] = {}
 
-    def apply(self, group, state, params, tensors, power):
+    def apply(self, step, tensors, power):
         matrix = self.powers[self.noise_power if power == 0.5 else power]
         return [t @ matrix for t in tensors]
 
