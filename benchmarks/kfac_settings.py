@@ -17,7 +17,7 @@ import argparse
 
 from sgmcmc_paper.analysis import tables
 from sgmcmc_paper.engine.store import run_or_load
-from sgmcmc_paper.protocol.config import RunConfig
+from sgmcmc_paper.protocol.profiles import as_described
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
                 ).values()
             )
         ),
-        "paper": RunConfig.as_described("ksgld", args.profile),
+        "paper": as_described("ksgld", args.profile),
     }
     bases = {label: bases[label] for label in args.configurations}
     rows = []

@@ -14,8 +14,8 @@ from sgmcmc_paper.engine.evaluation import attack_directions
 from sgmcmc_paper.engine.experiment import resolve_device, run
 from sgmcmc_paper.engine.store import RUN_FILE, run_or_load
 from sgmcmc_paper.engine.traces import load_traces
-from sgmcmc_paper.protocol.config import METHODS
 from sgmcmc_paper.protocol.models import PaperCNN
+from sgmcmc_paper.protocol.paper import METHODS
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,15 @@ import json
 import pytest
 
 from sgmcmc_paper.errors import UserError
-from sgmcmc_paper.protocol.config import METHODS, ConfigError, RunConfig, Window
-from sgmcmc_paper.protocol.profiles import PROFILES, default_profile_name, get_profile
+from sgmcmc_paper.protocol.config import ConfigError, RunConfig, Window
+from sgmcmc_paper.protocol.paper import METHODS
+from sgmcmc_paper.protocol.profiles import (
+    PROFILES,
+    as_described,
+    as_released,
+    default_profile_name,
+    get_profile,
+)
 from sgmcmc_paper.sweep.grids import learning_rates
 
 
@@ -72,17 +79,17 @@ def test_profile_from_environment(monkeypatch):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_as_released_is_the_released_code(method):
-    config = RunConfig.as_released(method, "ci")
+    config = as_released(method, "ci")
     assert config.convention == "paper" and config.init == "tf"
     assert config.lr == (0.01 if method in ("sgd", "fsgd") else 0.02)
     assert config.prior_std is None
 
 
 def test_released_ksgld_is_sgld_and_fsgd_is_sgd():
-    assert RunConfig.as_released("ksgld", "ci").algorithm == "sgld"
-    assert RunConfig.as_released("ksgld", "ci").key() == RunConfig.as_released("sgld", "ci").key()
-    assert RunConfig.as_released("fsgd", "ci").key() == RunConfig.as_released("sgd", "ci").key()
-    described = RunConfig.as_described("ksgld", "ci", tuned=False)
+    assert as_released("ksgld", "ci").algorithm == "sgld"
+    assert as_released("ksgld", "ci").key() == as_released("sgld", "ci").key()
+    assert as_released("fsgd", "ci").key() == as_released("sgd", "ci").key()
+    described = as_described("ksgld", "ci", tuned=False)
     assert described.algorithm == "ksgld" and described.kfac_update is True
 
 
@@ -91,10 +98,10 @@ def test_as_described_takes_the_tuned_rate(tmp_path, monkeypatch):
     (tmp_path / "hparams").mkdir()
     selection = {"selected": {"paper/sgld/2000": {"lr": 0.005, "temperature": 0.5}}}
     (tmp_path / "hparams" / "ci.json").write_text(json.dumps(selection))
-    tuned = RunConfig.as_described("sgld", "ci")
+    tuned = as_described("sgld", "ci")
     assert (tuned.lr, tuned.temperature) == (0.005, 0.5)
-    assert RunConfig.as_described("sgld", "ci", lr=0.001).lr == 0.001  # explicit wins
-    assert RunConfig.as_described("psgld", "ci").lr == 0.02  # nothing selected: released
+    assert as_described("sgld", "ci", lr=0.001).lr == 0.001  # explicit wins
+    assert as_described("psgld", "ci").lr == 0.02  # nothing selected: released
 
 
 def test_fields_a_method_ignores_do_not_change_the_key():
@@ -131,8 +138,8 @@ def test_eq2_runs_take_sglds_tuned_rate(tmp_path, monkeypatch):
         "langevin/psgld/2000": {"lr": 1e-3, "lr_decay": 1.0, "psgld_alpha": 0.9},
     }
     (tmp_path / "hparams" / "ci.json").write_text(json.dumps({"selected": selected}))
-    both = RunConfig.as_described("psgld", "ci", convention="langevin")
-    noise = RunConfig.as_described("psgld", "ci", convention="langevin", precondition="noise")
+    both = as_described("psgld", "ci", convention="langevin")
+    noise = as_described("psgld", "ci", convention="langevin", precondition="noise")
     assert (both.lr, both.lr_decay, both.psgld_alpha) == (1e-3, 1.0, 0.9)
     assert (noise.lr, noise.lr_decay, noise.psgld_alpha) == (2e-6, 0.95, 0.9)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from sgmcmc_paper.analysis.tables import CONFIGURATIONS, paired_difference, paper_mode
 from sgmcmc_paper.protocol import paper
-from sgmcmc_paper.protocol.plan import LANGEVIN_METHODS
+from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, PRECONDITIONED_METHODS
 
 LANGEVIN = list(LANGEVIN_METHODS)
 
@@ -402,7 +402,7 @@ def gradient_or_noise(comparison, summary) -> list[Claim]:
         eq2_samples_posterior(comparison),
         chains_sample_lyapunov(comparison),
     ]
-    for method in ("psgld", "ksgld"):
+    for method in PRECONDITIONED_METHODS:
         claims.append(eq1_more_accurate(summary, method))
     return claims
 

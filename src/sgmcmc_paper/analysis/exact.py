@@ -42,8 +42,9 @@ import torch
 
 from sgmcmc.samplers.base import LangevinSampler
 from sgmcmc.samplers.preconditioner import Preconditioner
+from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS
 
-SAMPLERS = ("sgld", "psgld", "ksgld")
+SAMPLERS = LANGEVIN_METHODS
 _BURN_IN_TOLERANCE = 1e-3
 
 

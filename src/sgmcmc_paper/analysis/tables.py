@@ -39,9 +39,9 @@ def reproduction_configs(
 ) -> dict[RunKey, Any]:
     """``{(configuration, method, seed): RunConfig}`` at ``profile``'s sizes; ``overrides``
     set config fields (e.g. ``train_size`` and ``epochs`` for smallMNIST)."""
-    from sgmcmc_paper.protocol.config import RunConfig
+    from sgmcmc_paper.protocol.profiles import as_described, as_released
 
-    named = {"as released": RunConfig.as_released, "as described": RunConfig.as_described}
+    named = {"as released": as_released, "as described": as_described}
     return {
         (configuration, method, seed): named[configuration](method, profile, seed=seed, **overrides)
         for configuration in configurations
@@ -362,12 +362,11 @@ def langevin_configs(
     **overrides: Any,
 ) -> dict[RunKey, Any]:
     """``{(label, method, seed): RunConfig}`` in the langevin convention (the potential ``U``
-    with a Gaussian prior, ``θ ← θ − lr·P·∇U + sqrt(2·lr·T)·P^{1/2}·ξ``), built as
-    :meth:`RunConfig.as_described` (tuned rates where the sweep selected some for this
-    convention) with K-FAC damped exactly by the prior precision, ``langevin_epochs`` long
-    where the profile sets it; ``overrides`` win."""
-    from sgmcmc_paper.protocol.config import RunConfig
-    from sgmcmc_paper.protocol.profiles import get_profile
+    with a Gaussian prior, ``θ ← θ − lr·P·∇U + sqrt(2·lr·T)·P^{1/2}·ξ``), built by
+    :func:`~sgmcmc_paper.protocol.profiles.as_described` (tuned rates where the sweep selected
+    some for this convention) with K-FAC damped exactly by the prior precision,
+    ``langevin_epochs`` long where the profile sets it; ``overrides`` win."""
+    from sgmcmc_paper.protocol.profiles import as_described, get_profile
 
     epochs = get_profile(profile).langevin_epochs
     configs = {}
@@ -379,9 +378,7 @@ def langevin_configs(
             fields["kfac_damping_mode"] = "exact"
         fields.update(overrides)
         for seed in seeds:
-            configs[(label, method, seed)] = RunConfig.as_described(
-                method, profile, seed=seed, **fields
-            )
+            configs[(label, method, seed)] = as_described(method, profile, seed=seed, **fields)
     return configs
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from sgmcmc_paper.protocol import config as cfg
-from sgmcmc_paper.protocol.config import METHODS, ConfigError, RunConfig, Window
+from sgmcmc_paper.protocol.config import ConfigError, RunConfig, Window
+from sgmcmc_paper.protocol.paper import METHODS
 
 _SKIP = {"method", "windows", "fgsm_eps", "profile"}
 _CHOICES = {
@@ -52,7 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--profile", help="ci, quick or paper (default $SGMCMC_PROFILE, else paper)")
     named = p.add_mutually_exclusive_group()
     named.add_argument(
-        "--as-released", action="store_true", help="the released code's behaviour (PAPER.md §2)"
+        "--as-released",
+        action="store_true",
+        help="the released code's behaviour (book/reproduction_notes.md)",
     )
     named.add_argument(
         "--as-described", action="store_true", help="what the paper describes (working K-FAC)"
@@ -164,7 +167,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
 def build_config(args: argparse.Namespace) -> RunConfig:
     """The config the flags describe (see the module docstring for the layering)."""
     from sgmcmc_paper.protocol.hparams import hparams_path, tuned_overrides
-    from sgmcmc_paper.protocol.profiles import get_profile
+    from sgmcmc_paper.protocol.profiles import as_described, as_released, get_profile
 
     given = vars(args)
     fields: dict[str, Any] = {}
@@ -195,9 +198,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             )
         fields = {**selection, **fields}
     if given.get("as_released"):
-        return RunConfig.as_released(method, profile.name, **fields)
+        return as_released(method, profile.name, **fields)
     if given.get("as_described"):
-        return RunConfig.as_described(method, profile.name, tuned=False, **fields)
+        return as_described(method, profile.name, tuned=False, **fields)
     return profile.config(method, **fields)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from sgmcmc.samplers.base import CONVENTIONS
 from sgmcmc_paper.errors import UserError
-from sgmcmc_paper.protocol.config import CONVENTIONS, METHODS
+from sgmcmc_paper.protocol.paper import METHODS
 
 EPILOG = """\
 Each grid point is a run on MNIST's 50k/10k train/validation split, stored like any run, so a

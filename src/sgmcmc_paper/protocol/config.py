@@ -21,16 +21,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sgmcmc.kfac.eigen import DAMPING_MODES
+from sgmcmc.kfac.estimator import FISHERS
+from sgmcmc.samplers.base import CONVENTIONS, PRECONDITIONS
 from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.protocol.models import INITS
+from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, LEARNING_RATES, METHODS, SGD_METHODS
 
-METHODS = ("sgd", "fsgd", "sgld", "psgld", "ksgld")
-CONVENTIONS = ("paper", "langevin")
-PRECONDITIONS = ("noise", "both")
-INITS = ("tf", "torch")
+# The library's choices (conventions, preconditioning, Fisher types, damping modes), the paper's
+# methods and rates (protocol.paper) and the CNN's initialisations (protocol.models) are imported
+# above, each from the one module that defines it; the choices below are the harness's own.
 DATASETS = ("mnist",)
 SPLITS = ("test", "validation")
-FISHERS = ("sampled", "empirical")
-DAMPING_MODES = ("exact", "factored")
 WINDOW_SETS = ("test", "fgsm", "ood")
 #: Training examples of each dataset and split the run evaluates on.
 TRAIN_SIZES = {("mnist", "test"): 60_000, ("mnist", "validation"): 50_000}
@@ -40,8 +42,6 @@ LATE_FIELDS: dict[str, tuple] = {"kfac_eigen_rtol": (None, 0.0)}
 #: Bump when the engine's output for an unchanged config changes meaning; it is part of the key.
 RESULT_SCHEMA = 1
 
-#: The released code's learning rates (PAPER.md §2), in the paper convention.
-RELEASED_LR = {"sgd": 0.01, "fsgd": 0.01, "sgld": 0.02, "psgld": 0.02, "ksgld": 0.02}
 # Langevin convention, preconditioned drift (precondition="both"): the step is about lr per
 # coordinate for pSGLD (lr·∇U/sqrt(V), RMSprop's range) and the natural-gradient step
 # lr·F̃⁻¹g for KSGLD, whatever N; the sweep's grids start from these (sgmcmc_paper.sweep.grids).
@@ -54,10 +54,10 @@ def default_lr(method: str, convention: str, precondition: str | None, num_train
     (``lr/N`` for SGD, ``lr/(2N)`` for the Langevin methods, whose paper step is ``(lr/2)·g``)
     wherever the drift is not preconditioned, :data:`LANGEVIN_PRECONDITIONED_LR` where it is."""
     if convention == "paper":
-        return RELEASED_LR[method]
+        return LEARNING_RATES[method]
     if precondition == "both" and method in LANGEVIN_PRECONDITIONED_LR:
         return LANGEVIN_PRECONDITIONED_LR[method]
-    return RELEASED_LR[method] / (num_train if method in ("sgd", "fsgd") else 2 * num_train)
+    return LEARNING_RATES[method] / (num_train if method in SGD_METHODS else 2 * num_train)
 
 
 class ConfigError(UserError, ValueError):
@@ -126,8 +126,9 @@ class RunConfig:
     row reads ``single``, FSGD's ``averaged``.
 
     ``kfac_update=False`` is the released code's K-FAC, never updated, whose stored inverse
-    was the identity: KSGLD then takes exactly SGLD's step (PAPER.md §2), so it is trained as
-    ``sgld`` and shares SGLD's stored result (its other ``kfac_*`` fields are ignored).
+    was the identity: KSGLD then takes exactly SGLD's step (book/reproduction_notes.md), so it
+    is trained as ``sgld`` and shares SGLD's stored result (its other ``kfac_*`` fields are
+    ignored).
     ``kfac_eigen_rtol`` is :class:`sgmcmc.KFAC`'s ``eigen_rtol`` (``0``: exact K-FAC).
     """
 
@@ -204,7 +205,7 @@ class RunConfig:
     def _normalise_method_fields(self) -> None:
         """Fill defaults and set fields the method ignores to ``None`` (one key per run)."""
         set_ = object.__setattr__
-        langevin = self.method in ("sgld", "psgld", "ksgld")
+        langevin = self.method in LANGEVIN_METHODS
         if langevin:
             default = "noise" if self.convention == "paper" else "both"
             set_(self, "precondition", self.precondition or default)
@@ -353,59 +354,6 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (re-validated; unset method fields re-defaulted)."""
         return dataclasses.replace(self, **changes)
-
-    # ------------------------------------------------------------------ named configurations
-    @classmethod
-    def as_released(cls, method: str, profile: str = "paper", **overrides: Any) -> RunConfig:
-        """The released code's behaviour (PAPER.md §2) at a profile's sizes.
-
-        Paper convention (mean loss, ``(lr/2)·g + lr²·P·ξ``), TF initialisation, the code's
-        learning rates, its pSGLD recursion, and K-FAC never updated (KSGLD = SGLD).
-        """
-        from sgmcmc_paper.protocol.profiles import get_profile
-
-        released = {"convention": "paper", "init": "tf", "lr": RELEASED_LR.get(method)}
-        if method == "ksgld":
-            released["kfac_update"] = False
-        return get_profile(profile).config(method, **{**released, **overrides})
-
-    @classmethod
-    def as_described(
-        cls, method: str, profile: str = "paper", tuned: bool = True, **overrides: Any
-    ) -> RunConfig:
-        """What the paper describes: a working K-FAC, the paper convention's noise, tuned rates.
-
-        K-FAC is damped as tf.contrib.kfac (and Martens & Grosse) do, factor by factor
-        (``kfac_damping_mode="factored"``), with the code's damping 1e-3 and decay 0.95.
-        pSGLD keeps :class:`sgmcmc.PSGLD`'s paper-convention rule (the released recursion);
-        Li et al.'s RMSprop average comes with ``convention="langevin"``.
-
-        The rates come from ``results/hparams/<profile's hparams>.json`` when ``tuned`` and a
-        selection exists for this method, convention and training size
-        (:mod:`sgmcmc_paper.protocol.hparams`; pSGLD and KSGLD with ``precondition="noise"`` in the
-        langevin convention take SGLD's rate and schedule, since their drift is SGLD's); otherwise
-        :func:`default_lr`.
-        """
-        from sgmcmc_paper.protocol.hparams import tuned_overrides
-        from sgmcmc_paper.protocol.profiles import get_profile
-
-        prof = get_profile(profile)
-        described: dict[str, Any] = {"convention": "paper", "init": "tf"}
-        if method == "ksgld":
-            described.update(kfac_update=True, kfac_damping_mode="factored")
-        described.update(overrides)
-        if tuned:
-            convention = described.get("convention", "paper")
-            train_size = described.get("train_size", prof.train_size)
-            selection = tuned_overrides(prof.hparams, method, convention, train_size) or {}
-            noise_only = described.get("precondition") == "noise"
-            if convention == "langevin" and noise_only and method in LANGEVIN_PRECONDITIONED_LR:
-                # eq. 2: the drift is SGLD's, so its rate and schedule are SGLD's selection's
-                sgld = tuned_overrides(prof.hparams, "sgld", convention, train_size) or {}
-                selection = {k: v for k, v in selection.items() if k not in ("lr", "lr_decay")}
-                selection.update({k: sgld[k] for k in ("lr", "lr_decay") if k in sgld})
-            described = {**selection, **described}
-        return prof.config(method, **described)
 
 
 def _window(spec: Window | dict[str, Any]) -> Window:

@@ -2,17 +2,27 @@
 
 Source: PAPER.md §2–§4 (the paper, arXiv:1806.02855, and the saved outputs and logs of
 github.com/henripal/sgld_tf). Notebooks put these beside ours instead of typing them in.
-Accuracies are in percent unless a name says otherwise.
+Accuracies are in percent unless a name says otherwise. This module is also the one place the
+harness names the methods (their groups, labels and released learning rates).
 """
 
 from __future__ import annotations
 
-METHODS = ("sgd", "fsgd", "sgld", "psgld", "ksgld")
+# ------------------------------------------------------------------------------ methods
+# The harness's one definition of the methods: everything else imports these.
+SGD_METHODS = ("sgd", "fsgd")
+"""Trained with ``torch.optim.SGD``: SGD reads the final model, FSGD averages predictions."""
+LANGEVIN_METHODS = ("sgld", "psgld", "ksgld")
+"""The samplers (:mod:`sgmcmc`): SGLD, pSGLD and KSGLD."""
+PRECONDITIONED_METHODS = ("psgld", "ksgld")
+"""The Langevin methods whose preconditioner is not the identity."""
+METHODS = (*SGD_METHODS, *LANGEVIN_METHODS)
 METHOD_LABELS = {"sgd": "SGD", "fsgd": "FSGD", "sgld": "SGLD", "psgld": "pSGLD", "ksgld": "KSGLD"}
 
 # ---------------------------------------------------------------------- protocol (§3, §4)
 LEARNING_RATES = {"sgd": 0.01, "fsgd": 0.01, "sgld": 0.02, "psgld": 0.02, "ksgld": 0.02}
-"""Constant learning rates of the released final runs (no decay)."""
+"""Constant learning rates of the released final runs (no decay), in the paper convention:
+the rates a run gets when none is given (:func:`sgmcmc_paper.protocol.config.default_lr`)."""
 BATCH_SIZE = 512
 EPOCHS = 10
 TABLE1_EPOCHS = 20

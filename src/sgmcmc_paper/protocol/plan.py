@@ -16,9 +16,9 @@ from sgmcmc_paper.analysis.tables import RunKey
 from sgmcmc_paper.engine.store import find_result
 from sgmcmc_paper.protocol.config import RunConfig
 from sgmcmc_paper.protocol.hparams import tuned_overrides
+from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, PRECONDITIONED_METHODS
 from sgmcmc_paper.protocol.profiles import get_profile
 
-LANGEVIN_METHODS = ("sgld", "psgld", "ksgld")
 #: The chains of Fig. 2: FSGD's is SGD's, so the SGD family appears once, as SGD.
 MIXING_METHODS = ("sgd", *LANGEVIN_METHODS)
 #: The cold temperature of the langevin runs where the sweep selected none.
@@ -72,7 +72,9 @@ def gradient_or_noise_configs(profile: str, seeds: Iterable[int]) -> Configs:
         profile, seeds, LANGEVIN_METHODS, "eq. 1", precondition="both"
     )
     configs.update(
-        tables.langevin_configs(profile, seeds, ["psgld", "ksgld"], "eq. 2", precondition="noise")
+        tables.langevin_configs(
+            profile, seeds, PRECONDITIONED_METHODS, "eq. 2", precondition="noise"
+        )
     )
     return configs
 

@@ -4,7 +4,7 @@ This module is the one place where sizes live: training-set size, epochs, evalua
 averaging windows, trace thinning, seeds and the sweep budget. Notebooks pick a profile
 (``$SGMCMC_PROFILE``, else ``paper``) and build configs with :meth:`Profile.config`.
 
-Windows (PAPER.md §4): ``fig4`` is "the last epoch's samples of the 10-epoch run" (Fig. 4,
+Windows (the paper's §4): ``fig4`` is "the last epoch's samples of the 10-epoch run" (Fig. 4,
 out-of-distribution), ``table1`` is "the last 50 samples, every 20 steps, of the 20-epoch run"
 (Table 1, FGSM). With a constant learning rate the first 10 epochs of the 20-epoch run are the
 10-epoch run, so one run per (method, seed) serves Figs. 1, 2, 4 and Table 1.
@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sgmcmc_paper.errors import UserError
-from sgmcmc_paper.protocol.config import ConfigError, RunConfig, Window
+from sgmcmc_paper.protocol.config import LANGEVIN_PRECONDITIONED_LR, ConfigError, RunConfig, Window
+from sgmcmc_paper.protocol.hparams import tuned_overrides
+from sgmcmc_paper.protocol.paper import LEARNING_RATES
 
 
 @dataclass(frozen=True)
@@ -195,3 +197,51 @@ def get_profile(name: str | None = None) -> Profile:
     if name not in PROFILES:
         raise UserError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
     return PROFILES[name]
+
+
+# ---------------------------------------------------------------------- named configurations
+def as_released(method: str, profile: str = "paper", **overrides: Any) -> RunConfig:
+    """The released code's behaviour (book/reproduction_notes.md) at a profile's sizes.
+
+    Paper convention (mean loss, ``(lr/2)·g + lr²·P·ξ``), TF initialisation, the code's
+    learning rates, its pSGLD recursion, and K-FAC never updated (KSGLD = SGLD).
+    """
+    released = {"convention": "paper", "init": "tf", "lr": LEARNING_RATES.get(method)}
+    if method == "ksgld":
+        released["kfac_update"] = False
+    return get_profile(profile).config(method, **{**released, **overrides})
+
+
+def as_described(
+    method: str, profile: str = "paper", tuned: bool = True, **overrides: Any
+) -> RunConfig:
+    """What the paper describes: a working K-FAC, the paper convention's noise, tuned rates.
+
+    K-FAC is damped as tf.contrib.kfac (and Martens & Grosse) do, factor by factor
+    (``kfac_damping_mode="factored"``), with the code's damping 1e-3 and decay 0.95.
+    pSGLD keeps :class:`sgmcmc.PSGLD`'s paper-convention rule (the released recursion);
+    Li et al.'s RMSprop average comes with ``convention="langevin"``.
+
+    The rates come from ``results/hparams/<profile's hparams>.json`` when ``tuned`` and a
+    selection exists for this method, convention and training size
+    (:mod:`sgmcmc_paper.protocol.hparams`; pSGLD and KSGLD with ``precondition="noise"`` in the
+    langevin convention take SGLD's rate and schedule, since their drift is SGLD's); otherwise
+    :func:`~sgmcmc_paper.protocol.config.default_lr`.
+    """
+    prof = get_profile(profile)
+    described: dict[str, Any] = {"convention": "paper", "init": "tf"}
+    if method == "ksgld":
+        described.update(kfac_update=True, kfac_damping_mode="factored")
+    described.update(overrides)
+    if tuned:
+        convention = described.get("convention", "paper")
+        train_size = described.get("train_size", prof.train_size)
+        selection = tuned_overrides(prof.hparams, method, convention, train_size) or {}
+        noise_only = described.get("precondition") == "noise"
+        if convention == "langevin" and noise_only and method in LANGEVIN_PRECONDITIONED_LR:
+            # eq. 2: the drift is SGLD's, so its rate and schedule are SGLD's selection's
+            sgld = tuned_overrides(prof.hparams, "sgld", convention, train_size) or {}
+            selection = {k: v for k, v in selection.items() if k not in ("lr", "lr_decay")}
+            selection.update({k: sgld[k] for k in ("lr", "lr_decay") if k in sgld})
+        described = {**selection, **described}
+    return prof.config(method, **described)

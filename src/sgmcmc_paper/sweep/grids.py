@@ -34,7 +34,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sgmcmc_paper.protocol.config import CONVENTIONS, METHODS, RunConfig
+from sgmcmc.samplers.base import CONVENTIONS
+from sgmcmc_paper.protocol.config import RunConfig
+from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, METHODS, SGD_METHODS
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def learning_rates(method: str, convention: str, num_train: int) -> Axis:
     elif convention == "langevin" and method == "ksgld":
         scale = 1e-1  # natural-gradient steps, 1e-3 first
     elif convention == "paper":
-        scale = 1.0 if method in ("sgd", "fsgd") else 2.0  # Langevin steps are (lr/2)·g
+        scale = 1.0 if method in SGD_METHODS else 2.0  # Langevin steps are (lr/2)·g
     else:
         scale = 1.0 / num_train  # lr·∇U = (lr·N)·mean-loss gradient
     values = tuple(_round(step * scale) for step in STEPS)
@@ -160,6 +162,6 @@ def grid_for(method: str, convention: str, num_train: int) -> Grid:
         damping, decay = _config_default("kfac_damping"), _config_default("kfac_ema_decay")
         axes.append(Axis("kfac_damping", _around(damping, (0.1, 1.0, 10.0, 100.0)), damping))
         axes.append(Axis("kfac_ema_decay", tuple(sorted({0.9, decay, 0.99})), decay))
-    if convention == "langevin" and method in ("sgld", "psgld", "ksgld"):
+    if convention == "langevin" and method in LANGEVIN_METHODS:
         axes.append(Axis("temperature", (0.01, 0.1, 1.0), 1.0))
     return Grid(method, convention, tuple(axes))
