@@ -137,7 +137,7 @@ def run_case(name: str) -> dict[str, np.ndarray]:
     kfac = None
     if kfac_options is not None:
         kfac = sgmcmc.KFAC(model, generator=torch.Generator().manual_seed(3), **kfac_options)
-        kwargs.update(kfac=kfac, num_data=NUM_DATA)
+        kwargs.update(kfac=kfac, num_data=None if paper else NUM_DATA)
     sampler = getattr(sgmcmc, sampler_name)(model.parameters(), **kwargs)
     for i in range(STEPS):
         sampler.zero_grad()

@@ -82,8 +82,8 @@ def test_one_step_drift_equals_the_formula(convention, precondition):
     model, kfac, factors = _small_with_factors()
     lr, num_data, damping = 0.3, 7, 0.4
     optimizer = KSGLD(
-        model.parameters(), lr, kfac=kfac, num_data=num_data, convention=convention,
-        precondition=precondition, temperature=0.0,
+        model.parameters(), lr, kfac=kfac, convention=convention, precondition=precondition,
+        num_data=num_data if convention == "langevin" else None, temperature=0.0,
     )  # fmt: skip
     x = torch.randn(5, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
     model(x).square().sum().backward()
@@ -111,8 +111,8 @@ def test_noise_has_the_preconditioned_covariance(convention):
     lr, temperature, damping = 0.3, 0.7, 0.4
     scale = 7 if convention == "langevin" else 1
     optimizer = KSGLD(
-        model.parameters(), lr, kfac=kfac, num_data=7, convention=convention,
-        temperature=temperature, generator=torch.Generator().manual_seed(3),
+        model.parameters(), lr, kfac=kfac, num_data=scale if scale > 1 else None,
+        convention=convention, temperature=temperature, generator=torch.Generator().manual_seed(3),
     )  # fmt: skip
     layers = list(factors)
     increments = []
@@ -296,7 +296,7 @@ def test_noise_samples_the_lyapunov_law_and_misses_the_posterior(regression):
 
 # --------------------------------------------------------------------- the paper CNN
 def test_paper_cnn_trains_and_its_factors_are_updated():
-    """The released code never updated its K-FAC estimate (PAPER.md §2); here every layer's
+    """The released code never updated its K-FAC estimate (Palacci & Hess 2018); here every layer's
     factors leave their initial identity and move again, and the chain stays finite."""
     generator = torch.Generator().manual_seed(7)
     model = PaperCNN(generator=generator)
@@ -327,29 +327,45 @@ def test_paper_cnn_trains_and_its_factors_are_updated():
 
 
 # ------------------------------------------------------------------------- protocol
-def _train(model, kfac, optimizer, steps, seed):
+def _train(model, kfac, optimizer, steps, seed, prior_std=1.0):
     data = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         x = torch.randn(6, 3, generator=data, dtype=F64)
         y = torch.randint(0, 2, (6,), generator=data)
         logits = model(x)
         kfac.observe(logits)
-        loss = potential(F.cross_entropy(logits, y), 50, model.parameters(), prior_std=1.0)
+        loss = potential(F.cross_entropy(logits, y), 50, model.parameters(), prior_std=prior_std)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return [p.detach().clone() for p in model.parameters()]
 
 
-def _sampler(model):
+def _sampler(model, **options):
     kfac = KFAC(
         model, damping=1.0, factor_every=1, inverse_every=2,
         generator=torch.Generator().manual_seed(8),
     )  # fmt: skip
     return kfac, KSGLD(
         model.parameters(), 1e-3, kfac=kfac, num_data=50,
-        generator=torch.Generator().manual_seed(9),
+        generator=torch.Generator().manual_seed(9), **options,
     )  # fmt: skip
+
+
+def test_weight_decay_is_the_potentials_gaussian_prior():
+    """``weight_decay = 1/σ²`` on ``N·loss`` gives the chain of ``potential(..., prior_std=σ)``:
+    the base step adds ``λ·θ`` to the gradient before K-FAC preconditions it."""
+    chains = []
+    for prior_std, weight_decay in [(0.5, 0.0), (None, 4.0)]:
+        model = _Small()
+        kfac, optimizer = _sampler(model, weight_decay=weight_decay)
+        chains.append(_train(model, kfac, optimizer, 4, seed=13, prior_std=prior_std))
+    for with_prior, with_decay in zip(*chains, strict=True):
+        torch.testing.assert_close(with_decay, with_prior)
+    model = _Small()
+    kfac, optimizer = _sampler(model)
+    unregularised = _train(model, kfac, optimizer, 4, seed=13, prior_std=None)
+    assert not torch.allclose(unregularised[0], chains[1][0])
 
 
 def test_state_dict_round_trip_continues_bit_identically():
@@ -450,6 +466,18 @@ def test_bad_input_raises_value_error():
     with pytest.raises(ValueError, match="damping must be a finite number > 0"):
         KFAC(model, damping=0.0)
     KSGLD(model.parameters(), 0.1, kfac=kfac, convention="paper")  # num_data not needed
+
+
+def test_a_kfac_built_for_another_model_is_refused_at_construction():
+    """One line that says so and how to fix it, not an error in ``observe`` later on."""
+    sampled, other = _Small(), _Small()
+    with pytest.raises(ValueError, match=r"kfac was built for another model") as error:
+        KSGLD(sampled.parameters(), 0.1, kfac=KFAC(other), num_data=10)
+    assert "'first', 'second'" in str(error.value)
+    assert "pass kfac=KFAC(model) for the model whose parameters are sampled" in str(error.value)
+    assert "\n" not in str(error.value)
+    # A KFAC of the model whose parameters are (partly) sampled is fine.
+    KSGLD(sampled.second.parameters(), 0.1, kfac=KFAC(sampled), num_data=10)
 
 
 def test_temperature_is_validated_like_the_other_samplers():

@@ -2,6 +2,7 @@
 
 import io
 import math
+import warnings
 
 import pytest
 import torch
@@ -56,6 +57,24 @@ def test_bad_arguments_raise_value_error_naming_them(sampler, kwargs, message):
     kwargs = {"lr": 0.1, **kwargs}
     with pytest.raises(ValueError, match=message):
         sampler([torch.zeros(2, requires_grad=True)], **kwargs)
+
+
+@pytest.mark.parametrize("sampler", [SGLD, PSGLD])
+def test_a_group_listing_a_tensor_twice_is_refused(sampler):
+    """It would move twice a step; torch only warns. Refused before torch's warning."""
+    model = torch.nn.Linear(3, 2)
+    p = torch.zeros(2, requires_grad=True)
+    message = r"lists the same tensor twice \(positions 0 and 2, shape \(2, 3\)\)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=message + ".*pass each parameter once"):
+            sampler(list(model.parameters()) * 2, lr=0.1)
+        with pytest.raises(ValueError, match=r"positions 0 and 1, shape \(2,\)"):
+            sampler([p, p], lr=0.1)
+        optimizer = sampler([p], lr=0.1)
+        with pytest.raises(ValueError, match="same tensor twice"):
+            optimizer.add_param_group({"params": (q for q in model.parameters() for _ in "ab")})
+    assert len(optimizer.param_groups) == 1
 
 
 def test_added_param_groups_are_validated():

@@ -88,6 +88,11 @@ class KroneckerFactored(Preconditioner):
                 "num_data must be an integer >= 1 (the number of training examples) with "
                 f"convention='langevin', got {num_data!r}"
             )
+        if group["convention"] == "paper" and num_data is not None:
+            raise ValueError(
+                "num_data is not used with convention='paper' (its P = (F + damping·I)^-1 has "
+                f"no N), got {num_data!r}; pass num_data=None"
+            )
         members = {id(p) for p in group["params"]}
         for layer in self.kfac.layers:
             inside = {id(p) in members for p in layer.params}
@@ -233,8 +238,8 @@ class KSGLD(LangevinSampler):
             must stay False: K-FAC's step has no compiled update).
         kfac: the :class:`sgmcmc.KFAC` of the model whose parameters are sampled; the training
             loop calls ``kfac.observe(output)`` before ``loss.backward()`` (see :class:`KFAC`).
-        num_data: ``N``, the number of training examples (langevin convention; the paper
-            convention's ``P`` has no ``N`` and does not use it).
+        num_data: ``N``, the number of training examples (langevin convention; ``None`` with
+            the paper convention, whose ``P`` has no ``N``).
 
     A layer's weight and bias must be in the same parameter group. ``state_dict()`` includes
     the KFAC's state (key ``"kfac"``), so a restored sampler continues a chain bit-identically.

@@ -84,7 +84,8 @@ class Trainer:
             max_rows=KFAC_MAX_ROWS,
             generator=kfac_generator,
         )
-        return KSGLD(params, c.lr, kfac=self.kfac, num_data=self.num_data, **common)
+        num_data = self.num_data if c.convention == "langevin" else None  # paper: s = 1
+        return KSGLD(params, c.lr, kfac=self.kfac, num_data=num_data, **common)
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One update on the batch ``(x, y)``; returns its mean cross-entropy (detached)."""
