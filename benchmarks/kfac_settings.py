@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 
+from sgmcmc.samplers.base import CONVENTIONS
 from sgmcmc_paper.analysis import tables
 from sgmcmc_paper.engine.store import run_or_load
 from sgmcmc_paper.protocol.profiles import as_described
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rtol", type=float, nargs="+", default=[0.0, 0.05])
     parser.add_argument("--inverse-every", type=int, nargs="+", default=[100])
     parser.add_argument(
-        "--configurations", nargs="+", default=["langevin", "paper"], choices=["langevin", "paper"]
+        "--configurations", nargs="+", default=list(CONVENTIONS), choices=CONVENTIONS
     )
     args = parser.parse_args(argv)
     import pandas as pd

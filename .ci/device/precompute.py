@@ -17,6 +17,7 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
+from sgmcmc.samplers.base import CONVENTIONS
 from sgmcmc_paper.engine.store import find_result, run_or_load
 from sgmcmc_paper.protocol.plan import notebook_configs
 
@@ -118,7 +119,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--convention",
-        choices=("paper", "langevin"),
+        choices=CONVENTIONS,
         help="only the runs in this convention (e.g. langevin: the chains of notebooks 06 and 07)",
     )
     parser.add_argument(
