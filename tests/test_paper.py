@@ -18,7 +18,7 @@ def test_table1_published_and_code_output():
     # (Rounding to one decimal, half either way: 97.15 is published as 97.1.)
     fsgd_single = code[code["prediction"] == "single"].loc["fsgd", "test"]
     assert abs(fsgd_single - published.loc["fsgd", "test"]) <= 0.05 + 1e-9
-    for method in ("sgld", "psgld", "ksgld"):
+    for method in paper.LANGEVIN_METHODS:
         assert abs(code.loc[method, "test"] - published.loc[method, "test"]) <= 0.05 + 1e-9
     with pytest.raises(ValueError, match="source must be"):
         paper.table1("blog")

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from sgmcmc.samplers.base import CONVENTIONS
 from sgmcmc_paper.cli import main
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.protocol.hparams import tuned_overrides
+from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, METHODS
 from sgmcmc_paper.sweep import grid_for, plot_sweep, run_sweep, trial_table
 from sgmcmc_paper.sweep.engines import run_serial
 from sgmcmc_paper.sweep.grids import Axis, Grid
@@ -109,8 +111,8 @@ def ray_local():
 
 
 # --------------------------------------------------------------------------- grids
-@pytest.mark.parametrize("convention", ["paper", "langevin"])
-@pytest.mark.parametrize("method", ["sgd", "fsgd", "sgld", "psgld", "ksgld"])
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("method", METHODS)
 def test_every_grid_has_six_log_spaced_rates_default_first(method, convention):
     grid = grid_for(method, convention, 50_000)
     rates = sorted(grid.axes[0].values)
@@ -122,7 +124,7 @@ def test_every_grid_has_six_log_spaced_rates_default_first(method, convention):
     assert names[:2] == ["lr", "lr_decay"]
     assert ("psgld_alpha" in names) == (method == "psgld")
     assert ("kfac_damping" in names and "kfac_ema_decay" in names) == (method == "ksgld")
-    langevin = method in ("sgld", "psgld", "ksgld") and convention == "langevin"
+    langevin = method in LANGEVIN_METHODS and convention == "langevin"
     assert ("temperature" in names) == langevin
 
 
