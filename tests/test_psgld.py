@@ -166,7 +166,8 @@ def test_langevin_noise_only_keeps_the_plain_gradient():
 
 
 def test_paper_two_steps_follow_the_released_recursion():
-    """m₀ = 1, m ← sqrt(1e-10 + 0.96·m + 0.04·g²), θ ← θ − (lr/2)·g + lr²·ξ/m (PAPER.md §2)."""
+    """m₀ = 1, m ← sqrt(1e-10 + 0.96·m + 0.04·g²), θ ← θ − (lr/2)·g + lr²·ξ/m (the released code of
+    Palacci & Hess 2018)."""
     param = torch.randn(30, dtype=F64)
     lr = 0.02
     optimizer = PSGLD(
@@ -198,7 +199,7 @@ def test_paper_noise_standard_deviation_is_lr_squared_over_m():
     sd = lr**2 / math.sqrt(1e-10 + 0.96)
     assert abs(param.std().item() - sd) < 5 * sd / math.sqrt(2 * n)
     assert abs(param.mean().item()) < 5 * sd / math.sqrt(n)
-    # 4% more than SGLD's lr², the amount PAPER.md §2 states.
+    # One step from m = 1 with zero gradient: m = sqrt(0.96), so 2% more than SGLD's lr².
     assert sd / lr**2 == pytest.approx(1.0206, abs=1e-4)
 
 

@@ -15,8 +15,9 @@ tf.contrib.kfac did): ``s·(A + π·γI) ⊗ (G + γ/π·I)`` with ``γ = sqrt(�
 the same ``s·A⊗G + δI`` up to cross terms ``s·γ·(π·I⊗G + A⊗I/π)``.
 
 **Merged tails** (:meth:`Eigenbasis.truncated`). A wide layer's factor has many small
-eigenvalues the damping swamps: the paper CNN's first dense layer has ``A`` of size 3137, and
-its full rotations cost more than the SGD step itself. A factor's smallest eigenvalues are
+eigenvalues the damping swamps, and its full rotations cost ``O(out·in·(out + in))`` per
+product, more than the layer's forward and backward passes on a batch smaller than
+``out + in``. A factor's smallest eigenvalues are
 replaced by their mean ``t`` when that moves no eigenvalue of the damped matrix by more than
 the fraction ``rtol``; the kept ``k`` eigenvectors ``Q_k`` and the projector ``I − Q_k Q_kᵀ``
 onto the merged tail then carry the whole action, at ``O(out·in·k)`` per product instead of

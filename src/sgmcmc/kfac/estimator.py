@@ -66,18 +66,12 @@ class KFAC:
     size is ``output.shape[0]``. Every ``inverse_every``-th call (the first one included) the
     factors are eigendecomposed.
 
-    Cost on the paper CNN at batch 512 (``benchmarks/sampler_overhead.py``), per training step
-    as a multiple of a plain SGD step, on an H200: factor updates (one extra backward pass to
-    the layer outputs each) 0.19× at ``factor_every=10``; eigendecompositions (83 ms, mostly
-    the first dense layer's 3137 × 3137 ``A``; 3–13 s on two busy CPU cores) 0.52× at
-    ``inverse_every=100``, ~0.05× at 1000. Less frequent inverses slow the natural-gradient
-    drift early on (langevin ``"both"``, lr 1e-3: test accuracy after 2 MNIST epochs 0.49 /
-    0.41 / 0.30 at ``inverse_every`` 10 / 100 / 1000; after 10 epochs 0.969 at 10, 0.972 at
-    100) and leave noise-only steps alone. On two CPU cores (``--mnist --warmup 300``) a step
-    costs 2.24× plain SGD in the langevin convention and 1.65× with noise-only
-    preconditioning, most of it the rotations of the first dense layer (1.18× and 0.69×);
-    ``eigen_rtol=0.05`` merges nothing at the langevin scale ``N·F̃`` but cuts the noise-only
-    step to 1.23× at damping 1 (that layer keeps 24 of 3137 and 215 of 1024 eigenvectors).
+    Cost per layer with ``in`` inputs (bias included) and ``out`` outputs: a factor update is
+    one extra backward pass to the layer outputs (every ``factor_every`` steps) and
+    ``O(R·in² + n·T·out²)`` for ``R`` input rows; an eigendecomposition (every
+    ``inverse_every`` steps) ``O(in³ + out³)``; each preconditioned step ``O(out·in·(out + in))``
+    (``O(out·in·k)`` with ``eigen_rtol > 0``, ``k`` kept eigenvectors). Less frequent inverses
+    slow the natural-gradient drift early on and leave noise-only steps alone.
 
     Args:
         model: the module whose supported layers are registered (hooks stay until :meth:`remove`).

@@ -1,9 +1,9 @@
 """Standard-normal noise for the samplers: one flat draw per device and dtype.
 
-A CPU ``torch.Generator`` (mt19937) fills a draw on one thread, about 4 ns a number: for the
-paper's CNN (3.3 million parameters) 13 ms a step, 4 % of an SGD step on two cores. So a CPU
-draw of at least :data:`PARALLEL_MIN` numbers is cut into :data:`STREAMS` equal parts, part
-``i`` filled from stream ``i``, a CPU generator of its own, on as many threads as torch uses
+A CPU ``torch.Generator`` (mt19937) fills a draw on one thread, one number after the other:
+for a model of millions of parameters a noticeable part of a step. So a CPU draw of at least
+:data:`PARALLEL_MIN` numbers is cut into :data:`STREAMS` equal parts, part ``i`` filled from
+stream ``i``, a CPU generator of its own, on as many threads as torch uses
 (``torch.get_num_threads()``, at most :data:`STREAMS`). The streams are seeded once, at the
 first such draw, from the sampler's generator (or torch's global one): seeds ``b, b+1, …`` for
 a 32-bit ``b`` drawn from it, since a CPU generator's seed has 32 bits. A chain is thus a
