@@ -81,6 +81,7 @@ def test_added_param_groups_are_validated():
     optimizer = SGLD([torch.zeros(2, requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match="lr must be"):
         optimizer.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "lr": -1})
+    assert len(optimizer.param_groups) == 1  # the refused group is not kept
 
 
 @pytest.mark.parametrize("name", SAMPLERS)

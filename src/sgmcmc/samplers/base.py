@@ -117,9 +117,10 @@ class LangevinSampler(torch.optim.Optimizer):
     ) -> None:
         unknown = sorted(set(options) - set(_OPTION_DEFAULTS))
         if unknown:
+            name = type(self).__name__
             raise TypeError(
-                f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; "
-                f"its options are lr, {', '.join(_OPTION_DEFAULTS)}"
+                f"{name}() got unexpected keyword argument(s) {unknown}; help({name}) lists "
+                "its options"
             )
         options = {**_OPTION_DEFAULTS, **options}
         self.preconditioner = Identity() if preconditioner is None else preconditioner
@@ -135,7 +136,14 @@ class LangevinSampler(torch.optim.Optimizer):
             param_group["params"] = list(params)
             _check_distinct(param_group["params"])
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
+        try:
+            self._check_group(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()  # a refused group is not kept
+            raise
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Validate a group and fill its defaults; ``ValueError`` names the option and fix."""
         _validate_group(group)
         name = type(self).__name__
         for flag in ("fused", "cuda_graph"):

@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 State = dict[Tensor, dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Scales:
+class Scales(NamedTuple):
     """The coefficients of one step ``θ ← θ + drift·P^a·g + noise·P^b·ξ``.
 
     Langevin convention: ``drift = −lr``, ``noise = sqrt(2·lr·T)``, ``b = 1/2``, ``a = 1`` with
