@@ -1,4 +1,5 @@
-"""The paper's numbers as data: internally consistent with PAPER.md's statements."""
+"""The paper's numbers as data: internally consistent with the paper (arXiv:1806.02855) and
+its released code's outputs."""
 
 import pytest
 

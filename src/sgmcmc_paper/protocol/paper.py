@@ -1,7 +1,8 @@
 """The numbers Palacci & Hess (2018) publish, and those of their released code, as data.
 
-Source: PAPER.md §2–§4 (the paper, arXiv:1806.02855, and the saved outputs and logs of
-github.com/henripal/sgld_tf). Notebooks put these beside ours instead of typing them in.
+Source: the paper (https://arxiv.org/abs/1806.02855) and the saved outputs and logs of its
+released code (github.com/henripal/sgld_tf). Notebooks put these beside ours instead of typing
+them in.
 Accuracies are in percent unless a name says otherwise. This module is also the one place the
 harness names the methods (their groups, labels and released learning rates).
 """

@@ -1,4 +1,4 @@
-"""The three sizes of every experiment: ``ci``, ``quick`` and ``paper`` (DESIGN.md "Profiles").
+"""The three sizes of every experiment: ``ci``, ``quick`` and ``paper`` (book/rerun.md).
 
 This module is the one place where sizes live: training-set size, epochs, evaluation subsets,
 averaging windows, trace thinning, seeds and the sweep budget. Notebooks pick a profile

@@ -7,7 +7,7 @@ axis, values are tried from the default outwards, alternately above and below it
 first), so a budget that runs out early has still covered the neighbourhood of the default.
 
 Learning rates: seven, half a decade apart (:data:`STEPS`, gradient steps ``1e-3 … 1`` on the
-mean loss, first ``0.01``: the released code's), in each convention's units (DESIGN.md):
+mean loss, first ``0.01``: the released code's), in each convention's units (book/methods.md):
 
 - ``paper`` convention (``θ ← θ − (lr/2)·g + lr²·P·ξ`` for the Langevin methods): SGD and FSGD
   ``lr ∈ {1e-3 … 1}`` from the released 0.01; the Langevin methods twice that, ``{2e-3 … 2}``

@@ -1,4 +1,5 @@
-"""``run_sweep``: the paper's compute-budgeted grid search (PAPER.md §4).
+"""``run_sweep``: the paper's compute-budgeted grid search (§4: a budget of 5× SGD's training
+time per method).
 
 For each training size: run (or load) the SGD reference on the validation split and take its
 wall time ``t``; then, per method, walk the method's grid (:mod:`sgmcmc_paper.sweep.grids`) while
