@@ -1,5 +1,6 @@
 """Checkpoints: a run interrupted at an epoch end resumes to the uninterrupted result, bit for
-bit; a bad checkpoint is a one-line error naming the file to delete; the store cleans up."""
+bit; a bad checkpoint is a one-line error naming the file, which is moved aside so the next run
+starts over; the store cleans up."""
 
 import numpy as np
 import pytest
@@ -78,17 +79,24 @@ def test_checkpoints_wait_for_checkpoint_every(tmp_path):
     assert not path.exists()  # never due, and never after the last epoch
 
 
-def test_a_checkpoint_of_another_run_or_a_corrupt_one_is_refused(tmp_path):
+@pytest.mark.parametrize("content", ["another run", b"not a torch file", b"", "a list"])
+def test_a_bad_checkpoint_is_named_moved_aside_and_the_next_run_starts_over(content, tmp_path):
     path = tmp_path / "run.pt"
-    save_checkpoint(path, {"key": "someone-else"})
+    if content == "another run":
+        save_checkpoint(path, {"key": "someone-else"})
+    elif content == "a list":
+        torch.save([1, 2], path)
+    else:
+        path.write_bytes(content)
     config = tiny_config("sgld", epochs=2, windows=())
-    for content in (None, b"not a torch file"):
-        if content is not None:
-            path.write_bytes(content)
-        with pytest.raises(UserError) as info:
-            experiment.run(config, device="cpu", progress=False, checkpoint=path)
-        message = str(info.value)
-        assert "\n" not in message and f"delete {path}" in message
+    with pytest.raises(UserError) as info:
+        experiment.run(config, device="cpu", progress=False, checkpoint=path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "moved it aside" in message
+    [aside] = tmp_path.glob("run.pt.damaged-*")
+    assert aside.name in message and not path.exists()
+    result = experiment.run(config, device="cpu", progress=False, checkpoint=path)
+    assert result.status == "complete" and result.provenance["timing"]["resumed"] == 0
 
 
 def test_the_store_resumes_a_killed_run_and_deletes_its_checkpoint(tmp_path, monkeypatch):

@@ -77,3 +77,24 @@ def test_uncompressed_files_are_accepted_too(data_dir, tmp_path, monkeypatch):
     (source / f"{name}.gz").unlink()
     monkeypatch.setattr(fashion, "SOURCE_DIR", source)
     assert len(fashion.load_fashion_mnist()[3]) == 10_000
+
+
+def test_a_cache_of_another_layout_is_not_used_even_when_its_checksum_matches(
+    data_dir, tmp_path, monkeypatch
+):
+    from sgmcmc_paper.data.cache import save_arrays
+
+    save_arrays(fashion.cache_file(), {"x": np.zeros((2, 28, 28), np.uint8)})
+    monkeypatch.setattr(fashion, "SOURCE_DIR", tmp_path / "nowhere")
+    with pytest.raises(UserError, match="apt-get install -y dataset-fashion-mnist"):
+        fashion.load_fashion_mnist()  # was a KeyError: 'x_train'
+    with pytest.raises(UserError, match="Fashion-MNIST is not installed"):
+        fashion.prepare()
+
+
+@installed
+def test_a_cache_of_another_layout_is_rebuilt_from_the_package(data_dir):
+    from sgmcmc_paper.data.cache import save_arrays
+
+    save_arrays(fashion.cache_file(), {"x_train": np.zeros((2, 28, 28), np.uint8)})
+    assert fashion.load_fashion_mnist()[0].shape == (60_000, 28, 28)

@@ -205,3 +205,38 @@ def test_unpickler_reads_array_pickles(protocol):
     for got, want in zip(loaded, arrays, strict=True):
         np.testing.assert_array_equal(got, want)
         assert got.dtype == want.dtype
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"x": np.zeros((2, 28, 28), np.uint8)},  # another dataset's names
+        {name: np.zeros(3, np.int64) for name in mnist.IDX_MD5},  # the names, wrong shapes
+    ],
+)
+def test_a_cache_of_another_layout_is_rebuilt_even_when_its_checksum_matches(
+    arrays, copy_of_real, capsys
+):
+    from sgmcmc_paper.cli import main
+    from sgmcmc_paper.data.cache import save_arrays
+
+    save_arrays(mnist.cache_file(), arrays)  # with a fresh, matching sidecar
+    assert main(["data", "--only", "mnist"]) == 0  # was a KeyError from `sgmcmc data`
+    assert "md5s of the 4 canonical IDX files match" in capsys.readouterr().out
+    save_arrays(mnist.cache_file(), arrays)
+    assert len(mnist.load_mnist()[0]) == 60_000
+    assert load_arrays(mnist.cache_file(), mnist.LAYOUT) is not None
+
+
+def test_a_data_folder_that_cannot_be_created_is_one_line(monkeypatch, capsys):
+    from sgmcmc_paper.cli import main
+
+    monkeypatch.setenv("SGMCMC_DATA", "/proc/sgmcmc-data")
+    assert main(["data", "--only", "mnist"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: cannot create the folder /proc/sgmcmc-data (No such file or directory); the "
+        "dataset cache is $SGMCMC_DATA=/proc/sgmcmc-data: set SGMCMC_DATA to a writable folder"
+    ]
+    with pytest.raises(UserError, match="cannot create the folder /proc/sgmcmc-data/mnist"):
+        mnist.load_mnist()

@@ -243,3 +243,47 @@ def test_full_debian_set_has_the_size_of_notmnist_small(tmp_path, monkeypatch):
     assert len({font["glyphs_sha256"] for font in manifest["fonts"]}) == manifest["distinct_fonts"]
     assert all(font["version"] for font in manifest["fonts"])
     assert manifest["packages_contributing"] >= 50
+
+
+def _spoil_manifest(kind: str) -> None:
+    path = notmnist.manifest_file()
+    if kind == "a list":
+        path.write_text("[]")
+    elif kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00")
+    elif kind == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif kind == "without distinct_fonts":
+        manifest = json.loads(path.read_text())
+        del manifest["distinct_fonts"]
+        path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("kind", ["a list", "binary", "truncated", "without distinct_fonts"])
+def test_a_damaged_manifest_renders_again_instead_of_crashing(kind, fake_packages, capsys):
+    from sgmcmc_paper.cli import main
+
+    x, _ = notmnist.load_notmnist()
+    _spoil_manifest(kind)
+    assert notmnist.load_cached() is None
+    assert main(["data", "--only", "notmnist"]) == 0
+    assert "distinct fonts" in capsys.readouterr().out
+    np.testing.assert_array_equal(notmnist.load_notmnist()[0], x)
+
+
+def test_a_cache_of_another_layout_with_a_matching_checksum_renders_again(fake_packages):
+    from sgmcmc_paper.data.cache import save_arrays
+
+    x, y = notmnist.load_notmnist()
+    manifest = json.loads(notmnist.manifest_file().read_text())
+    for arrays in (
+        {"images": x, "labels": y},  # other names
+        {"x": x[:-1], "y": y},  # images and labels of different lengths
+        {"x": x[:10], "y": y[:10]},  # fewer images than the manifest lists
+    ):
+        manifest["sha256"] = save_arrays(notmnist.cache_file(), arrays)
+        notmnist.manifest_file().write_text(json.dumps(manifest))
+        assert notmnist.load_cached() is None
+        x_again, y_again = notmnist.load_notmnist()
+        np.testing.assert_array_equal(x_again, x)
+        np.testing.assert_array_equal(y_again, y)

@@ -154,3 +154,74 @@ def test_attack_directions_give_the_attacks_images():
 def test_devices():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+def _outputs_overflow_after(monkeypatch, step: int, only: str = "eval") -> None:
+    """Make the model's logits infinite (weights stay finite) once ``step`` optimizer steps
+    are done: in evaluation mode only (the training loss stays finite), or on every pass."""
+    from sgmcmc_paper.engine import training
+
+    steps = [0]
+    real_step, real_forward = training.Trainer.step, PaperCNN.forward
+
+    def step_counted(self, x, y):
+        steps[0] += 1
+        return real_step(self, x, y)
+
+    def forward(self, x):
+        logits = real_forward(self, x)
+        if steps[0] > step and (only == "all" or not self.training):
+            return logits * math.inf
+        return logits
+
+    monkeypatch.setattr(training.Trainer, "step", step_counted)
+    monkeypatch.setattr(PaperCNN, "forward", forward)
+
+
+def test_an_epoch_with_non_finite_outputs_is_never_a_valid_epoch(tmp_path, monkeypatch):
+    config = tiny_config("sgd", epochs=2)  # 4 steps an epoch
+    _outputs_overflow_after(monkeypatch, step=5)
+    result = run_or_load(config, device="cpu", progress=False, root=tmp_path)
+    assert result.status == "diverged"
+    assert [e["epoch"] for e in result.metrics["epochs"]] == [1]
+    assert _finite(result.metrics)
+    assert result.divergence == {
+        "step": 6,
+        "epoch": 2,
+        "reason": "non-finite model outputs on the test set after step 6",
+    }
+    assert result.metrics["windows"] == {}  # both windows close in epoch 2
+    assert "windows not reached before divergence: ['fig4', 'table1']" in result.notes
+    assert (result.path / RUN_FILE).exists()
+
+
+def test_non_finite_outputs_in_the_first_epoch_leave_no_epoch(monkeypatch):
+    _outputs_overflow_after(monkeypatch, step=0)
+    result = run(tiny_config("psgld", epochs=1), device="cpu", progress=False)
+    assert result.status == "diverged" and result.metrics["epochs"] == []
+    assert (
+        result.divergence["epoch"] == 1
+        and "non-finite model outputs" in result.divergence["reason"]
+    )
+    with pytest.raises(ValueError, match="recorded no traces"):
+        result.traces()
+
+
+def test_non_finite_adversarial_outputs_stop_the_run_too(monkeypatch):
+    from sgmcmc_paper.engine import evaluation
+
+    real = evaluation.predict_probs
+    calls = {"n": 0}
+
+    def attacked_nan(model, x):
+        probs = real(model, x)
+        if x.shape[0] == 8:  # the attack subset (attack_size 8): adversarial images
+            calls["n"] += 1
+            return probs * math.nan
+        return probs
+
+    monkeypatch.setattr(evaluation, "predict_probs", attacked_nan)
+    result = run(tiny_config("sgld", epochs=1), device="cpu", progress=False)
+    assert calls["n"] and result.status == "diverged"
+    assert "FGSM images" in result.divergence["reason"]
+    assert _finite(result.metrics)

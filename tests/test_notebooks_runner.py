@@ -218,3 +218,27 @@ def test_paper_profile_without_gpu_falls_back_to_quick_and_refuses_fresh(
     assert plan[0] == "00_hyperparameters: paper"  # needs no run
     assert all(line.endswith("paper-profile runs not stored)") for line in plan[1:])
     assert plan[1].startswith("01_test_accuracy: quick (")
+
+
+def test_a_failed_notebook_is_kept_beside_the_output_folder_until_it_succeeds(book):
+    source, out = book
+    _notebook(source / "00a_broken.ipynb", "raise ValueError('planted')")
+    with pytest.raises(UserError) as info:
+        run_notebooks("ci", only="00a", source_dir=source, output_dir=out, log=lambda _: None)
+    kept = out.parent / f"{out.name}.failed" / "00a_broken.ipynb"
+    assert f"partial output kept at {kept}" in str(info.value) and kept.exists()
+    assert "planted" in json.dumps(nbformat.read(kept, as_version=4).cells[-1]["outputs"])
+    _notebook(source / "00a_broken.ipynb", "print('fixed')")
+    run_notebooks("ci", only="00a", source_dir=source, output_dir=out, log=lambda _: None)
+    assert (out / "00a_broken.ipynb").exists() and not kept.parent.exists()
+
+
+def test_the_kernel_runs_encrypted_and_prints_no_plain_text_warning(book, capfd):
+    import zmq
+
+    if not zmq.has("curve"):
+        pytest.skip("this pyzmq has no CurveZMQ, so the kernel's traffic cannot be encrypted")
+    source, out = book
+    run_notebooks("ci", only="01", source_dir=source, output_dir=out, log=lambda _: None)
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out

@@ -14,8 +14,15 @@ from _engine import fake_ood, install_synthetic, tiny_config
 
 from sgmcmc_paper.engine import store, traces
 from sgmcmc_paper.engine.experiment import run
-from sgmcmc_paper.engine.store import RUN_FILE, find_result, run_or_load, save_result, write_folder
-from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.engine.store import (
+    RUN_FILE,
+    find_result,
+    load_result,
+    run_or_load,
+    save_result,
+    write_folder,
+)
+from sgmcmc_paper.errors import DamagedRunError, UserError
 
 TESTS = Path(__file__).resolve().parent
 
@@ -180,3 +187,235 @@ def test_stored_predictions_are_an_npz_that_numpy_reads_and_that_holds_no_pickle
             np.testing.assert_array_equal(loaded[name], array)
     with pytest.raises(ValueError, match="pickle"):
         store.npz_bytes({"objects": np.array([{"a": 1}], dtype=object)})
+
+
+# ---------------------------------------------------------------------- faults (#25)
+def _stored(result, root: Path) -> Path:
+    folder = save_result(result, root)
+    assert (folder / "traces.nc").exists()
+    return folder
+
+
+def _rewrite_record(folder: Path, change) -> None:
+    record = json.loads((folder / RUN_FILE).read_text())
+    change(record)
+    (folder / RUN_FILE).write_text(json.dumps(record))
+
+
+def _replace_predictions(folder: Path, data: bytes) -> None:
+    """New predictions.npz bytes, with the size run.json records updated to match."""
+    (folder / "predictions.npz").write_bytes(data)
+    _rewrite_record(folder, lambda r: r["artifacts"].update({"predictions.npz": len(data)}))
+
+
+def _pickled_npz() -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, objects=np.array([{"a": 1}], dtype=object))
+    return buffer.getvalue()
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "run.json truncated": (lambda f: _truncate(f / RUN_FILE), "run.json is not valid JSON"),
+    "run.json binary": (lambda f: (f / RUN_FILE).write_bytes(b"\xff\xfe\x00"), "not valid JSON"),
+    "run.json a list": (lambda f: (f / RUN_FILE).write_text("[]"), "not a JSON object"),
+    "run.json a folder": (
+        lambda f: ((f / RUN_FILE).unlink(), (f / RUN_FILE).mkdir()),
+        "run.json is unreadable",
+    ),
+    "run.json without metrics": (
+        lambda f: _rewrite_record(f, lambda r: r.pop("metrics")),
+        "lacks the field(s) ['metrics']",
+    ),
+    "run.json metrics a string": (
+        lambda f: _rewrite_record(f, lambda r: r.update(metrics="x")),
+        "['metrics'] of the wrong type",
+    ),
+    "run.json epochs not a list": (
+        lambda f: _rewrite_record(f, lambda r: r["metrics"].update(epochs=3)),
+        "['metrics'] of the wrong type",
+    ),
+    "run.json invalid config": (
+        lambda f: _rewrite_record(f, lambda r: r["config"].update(method="adam")),
+        "holds an invalid config (method must be one of",
+    ),
+    "run.json of another run": (
+        lambda f: _rewrite_record(f, lambda r: r.update(key="0123456789abcdef")),
+        "holds run 0123456789abcdef, not",
+    ),
+    "artifacts not an object": (
+        lambda f: _rewrite_record(f, lambda r: r.update(artifacts=[1])),
+        "'artifacts' of the wrong type",
+    ),
+    "predictions garbage": (
+        lambda f: _replace_predictions(f, b"garbage" * 10),
+        "predictions.npz is not an npz archive",
+    ),
+    "predictions truncated": (
+        lambda f: _truncate(f / "predictions.npz"),
+        "predictions.npz has",
+    ),
+    "predictions truncated, size updated": (
+        lambda f: _replace_predictions(f, (f / "predictions.npz").read_bytes()[:-100]),
+        "predictions.npz is not an npz archive",
+    ),
+    "predictions pickled": (
+        lambda f: _replace_predictions(f, _pickled_npz()),
+        "predictions.npz holds Python objects",
+    ),
+    "predictions missing": (
+        lambda f: (f / "predictions.npz").unlink(),
+        "predictions.npz is missing",
+    ),
+    "traces.nc garbage": (
+        lambda f: (f / "traces.nc").write_bytes(b"x" * (f / "traces.nc").stat().st_size),
+        "traces.nc is not a netCDF file",
+    ),
+    "traces.nc truncated": (lambda f: _truncate(f / "traces.nc"), "traces.nc has"),
+    "traces.nc missing": (lambda f: (f / "traces.nc").unlink(), "traces.nc is missing"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_entry_is_named_moved_aside_and_the_next_request_trains_it(
+    damage, result, tmp_path
+):
+    folder = _stored(result, tmp_path)
+    spoil, problem = DAMAGE[damage]
+    spoil(folder)
+    with pytest.raises(DamagedRunError) as info:
+        run_or_load(result.config, device="cpu", progress=False, root=tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and str(folder) in message and problem in message, message
+    assert "allow_pickle" not in message
+    [aside] = folder.parent.glob(f"{folder.name}.damaged-*")
+    assert f"moved it aside to {aside.name}" in message and not folder.exists()
+    again = run_or_load(result.config, device="cpu", progress=False, root=tmp_path)
+    assert again.status == "complete" and again.path == folder
+    assert folder in _finished(tmp_path)
+    assert store.store_size("ci", tmp_path)["runs"] == 1  # the damaged copy is not counted
+
+
+def test_a_garbage_npz_trace_is_a_damaged_entry(result, tmp_path, monkeypatch):
+    monkeypatch.setattr(traces, "_netcdf_engine", lambda: None)
+    folder = save_result(result, tmp_path)
+    (folder / "traces.npz").write_bytes(b"y" * (folder / "traces.npz").stat().st_size)
+    with pytest.raises(DamagedRunError, match="traces.npz is not an npz archive"):
+        find_result(result.config, tmp_path)
+    assert list(folder.parent.glob(f"{folder.name}.damaged-*"))
+
+
+def test_unreadable_traces_of_the_right_size_are_named_when_read(result, tmp_path):
+    folder = _stored(result, tmp_path)
+    nc = folder / "traces.nc"
+    data = nc.read_bytes()
+    nc.write_bytes(data[:8] + b"\0" * (len(data) - 8))  # the netCDF magic, nothing else
+    loaded = find_result(result.config, tmp_path)  # run.json and the sizes are fine
+    with pytest.raises(DamagedRunError) as info:
+        loaded.traces()
+    message = str(info.value)
+    assert "\n" not in message and str(folder) in message and "traces.nc is unreadable" in message
+    assert not folder.exists() and list(folder.parent.glob(f"{folder.name}.damaged-*"))
+
+
+def test_a_damaged_out_folder_is_named_but_left_in_place(result, tmp_path):
+    out = tmp_path / "my-run"
+    write_folder(result, out)
+    (out / "predictions.npz").write_bytes(b"garbage")
+    with pytest.raises(DamagedRunError, match=f"run folder {out} is damaged: predictions.npz"):
+        load_result(out)
+    assert (out / RUN_FILE).exists()
+
+
+@pytest.mark.parametrize("leftover", ["files without run.json", "an empty folder", "a file"])
+def test_an_incomplete_folder_is_retrained_then_replaced(leftover, result, tmp_path, monkeypatch):
+    folder = store.result_dir(result.config, tmp_path)
+    if leftover == "files without run.json":
+        _stored(result, tmp_path)
+        (folder / RUN_FILE).unlink()
+        (folder / "stray.txt").write_text("left by hand")
+    elif leftover == "an empty folder":
+        folder.mkdir(parents=True)
+    else:
+        folder.parent.mkdir(parents=True)
+        folder.write_text("not a folder")
+    assert find_result(result.config, tmp_path) is None
+    trained = []
+    monkeypatch.setattr(store, "run", lambda *a, **k: trained.append(1) or result)
+    done = run_or_load(result.config, device="cpu", progress=False, root=tmp_path)
+    assert trained == [1] and done.status == "complete" and done.path == folder
+    assert folder.is_dir() and not (folder / "stray.txt").exists()
+    assert {p.name for p in folder.iterdir()} == {RUN_FILE, "predictions.npz", "traces.nc"}
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith((".tmp", ".old"))] == []
+    assert run_or_load(result.config, device="cpu", progress=False, root=tmp_path).path == folder
+    assert trained == [1]  # stored now: loaded, not retrained
+
+
+def test_a_notebook_loading_a_damaged_entry_gets_an_error_naming_the_folder(result, tmp_path):
+    from sgmcmc_paper.book.session import Session
+
+    folder = _stored(result, tmp_path)
+    (folder / "predictions.npz").write_bytes(b"")
+    session = Session("ci", device="cpu", output_dir=tmp_path, quiet=True)
+    with pytest.raises(DamagedRunError, match=f"run folder {folder} is damaged"):
+        session.run(result.config)
+    assert session.run(result.config).status == "complete"  # the next call trains it
+
+
+def test_a_stored_run_without_traces_says_so_as_one_in_memory_does(tmp_path):
+    config = tiny_config("sgd", epochs=1, trace_every=0, windows=())
+    in_memory = run(config, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="recorded no traces"):
+        in_memory.traces()
+    stored = run_or_load(config, device="cpu", progress=False, root=tmp_path)
+    with pytest.raises(ValueError, match="recorded no traces"):
+        stored.traces()
+
+
+def test_a_store_that_cannot_be_created_is_one_line_before_training(result, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for root in (Path("/proc/sgmcmc-store"), blocker / "store"):
+        with pytest.raises(UserError) as info:
+            run_or_load(result.config, device="cpu", progress=False, root=root)
+        message = str(info.value)
+        assert (
+            "\n" not in message and "cannot create the folder" in message and str(root) in message
+        )
+
+
+def test_waiting_for_another_process_s_lock_says_what_it_waits_for(
+    result, tmp_path, capsys, monkeypatch
+):
+    import threading
+
+    monkeypatch.setattr(store, "run", lambda *a, **k: pytest.fail("trained a stored config"))
+    done = []
+    with store._key_lock(result.config, tmp_path):
+        waiter = threading.Thread(
+            target=lambda: done.append(
+                run_or_load(result.config, device="cpu", progress=False, root=tmp_path)
+            )
+        )
+        waiter.start()
+        err = ""
+        for _ in range(200):
+            err += capsys.readouterr().err
+            if err:
+                break
+            waiter.join(0.05)
+        save_result(result, tmp_path)  # the other process finishes the run
+    waiter.join(30)
+    assert err.strip().splitlines() == [
+        f"waiting for another process that is running sgld [{result.key}] (it holds "
+        f"{tmp_path / 'ci' / '.locks' / (result.key + '.lock')}); its result is loaded when "
+        "it finishes"
+    ]
+    assert done and done[0].path == store.result_dir(result.config, tmp_path)

@@ -390,7 +390,8 @@ def run_summary(results: Mapping[RunKey, Any]):
 
     rows = []
     for (label, method, seed), result in results.items():
-        last = result.metrics["epochs"][-1]["averaged"]
+        epochs = result.metrics["epochs"]
+        last = epochs[-1]["averaged"] if epochs else {}  # none: diverged in its first epoch
         row = {
             "label": label,
             "method": method,

@@ -5,7 +5,12 @@ Every ``*.ipynb`` of ``notebooks/`` runs, sorted by name, with ``-p profile <P>`
 notebook is written to a hidden temporary file beside its destination and renamed into place
 only when every cell succeeded, so ``book/notebooks/`` never holds a half-run notebook. The
 first failure stops the run with one line naming the notebook, the cell and the error, and
-where the partly executed copy was kept.
+where the partly executed copy was kept: ``<out>.failed/<name>`` beside the output folder
+(removed again once that notebook succeeds).
+
+Kernels are started with CurveZMQ transport encryption where the kernel and pyzmq support it
+(ipykernel declares it in its kernelspec), so the traffic between papermill and the kernel is
+not plain text, and ipykernel's warning that it would be is not printed for every notebook.
 
 ``fresh=True`` retrains instead of loading stored results: the kernels see
 ``$SGMCMC_RESULTS`` pointing to a store ``<results>/.fresh/`` that holds only a copy of the
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +39,8 @@ from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import repo_root, results_dir
 
 KERNEL_NAME = "python3"
+#: What marks a run folder the store moved aside (:data:`sgmcmc_paper.engine.store.DAMAGED`).
+DAMAGED = ".damaged-"
 FRESH_STORE = ".fresh"
 RUN_FILE = "run.json"
 
@@ -151,6 +157,7 @@ def _execute(source: Path, output_dir: Path, parameters: dict, start_timeout: in
             progress_bar=False,
             start_timeout=start_timeout,
             cwd=str(source.parent),
+            **_kernel_options(),
         )
     except PapermillExecutionError as exc:
         kept = _keep_failed(tmp, source.name)
@@ -166,18 +173,49 @@ def _execute(source: Path, output_dir: Path, parameters: dict, start_timeout: in
             f"; partial output kept at {kept}"
         ) from None
     os.replace(tmp, destination)
+    _forget_failed(output_dir, source.name)
     return time.perf_counter() - start
 
 
+def _kernel_options() -> dict:
+    """papermill's options for the kernel manager: CurveZMQ transport encryption where pyzmq
+    has it (``auto``: used when the kernelspec declares support, as ipykernel's does)."""
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("curve"):
+        return {}
+    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
+
+
+def failed_dir(output_dir: Path) -> Path:
+    """Where partial notebooks of failed runs are kept: ``<out>.failed`` beside ``out``."""
+    output_dir = Path(output_dir)
+    return output_dir.with_name(f"{output_dir.name}.failed")
+
+
 def _keep_failed(tmp: Path, name: str) -> Path | str:
-    """Move a failed run's partial notebook out of the book, to a temporary folder."""
+    """Move a failed run's partial notebook out of the book, to :func:`failed_dir`."""
     if not tmp.exists():
         return "nowhere (nothing was written)"
-    folder = Path(tempfile.gettempdir()) / "sgmcmc-failed-notebooks"
-    folder.mkdir(exist_ok=True)
-    kept = folder / name
-    shutil.move(str(tmp), kept)
+    kept = failed_dir(tmp.parent) / name
+    try:
+        kept.parent.mkdir(exist_ok=True)
+        os.replace(tmp, kept)
+    except OSError:
+        return tmp  # left where it was written (hidden, so the book never shows it)
     return kept
+
+
+def _forget_failed(output_dir: Path, name: str) -> None:
+    """Remove the kept partial copy of a notebook that has now succeeded (and the folder,
+    once empty)."""
+    folder = failed_dir(output_dir)
+    (folder / name).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # absent, or still holding other notebooks' failures
 
 
 def _first_line(text: str) -> str:
@@ -215,12 +253,13 @@ def merge_store(fresh: Path, store: Path) -> None:
     """Move everything from ``fresh`` into ``store``, replacing what is there, then delete it.
 
     Run folders (those with a ``run.json``) move as a whole, by rename; other files (e.g.
-    hyper-parameter selections) replace their namesakes atomically. Hidden temporaries are
-    left out.
+    hyper-parameter selections) replace their namesakes atomically. Hidden temporaries and
+    run folders the store moved aside (``<key>.damaged-<time>``) are left out.
     """
     for path in sorted(fresh.rglob("*")):
         relative = path.relative_to(fresh)
-        if any(part.startswith(".") for part in relative.parts) or not path.exists():
+        hidden = any(part.startswith(".") or DAMAGED in part for part in relative.parts)
+        if hidden or not path.exists():  # temporaries, and run folders the store moved aside
             continue
         target = store / relative
         if path.is_dir() and (path / RUN_FILE).exists():

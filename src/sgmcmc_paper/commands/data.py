@@ -52,7 +52,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prepare each dataset in turn; a failure is reported and the others still run."""
+    """Prepare each dataset in turn; a failure is reported and the others still run. A cache
+    folder that cannot be created stops everything at once, in one line."""
+    paths.ensure_dir(paths.data_dir())
     failed = []
     for name in args.only or DATASETS:
         prepare, preview_images = DATASETS[name]

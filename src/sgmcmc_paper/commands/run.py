@@ -11,6 +11,10 @@ object, or a stored ``run.json``), then the flags given.
 Without ``--out`` the result goes to the store (``results/<profile>/<key>/``) and an existing
 result is loaded instead of rerun; with ``--out DIR`` the run is made afresh and written to DIR
 (``run.json``, ``traces.nc``, ``predictions.npz``) without touching the store.
+
+Exit status (:data:`EXIT_STATUS`): 0 when the run completed (trained or loaded), 2 for bad input
+or a store entry found damaged (one line on stderr; the damaged folder is moved aside, so the
+next run trains it), 3 when the run diverged (its result is stored or written all the same).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -29,6 +34,14 @@ from sgmcmc_paper.protocol.config import ConfigError, RunConfig, Window
 from sgmcmc_paper.protocol.paper import METHODS
 
 _SKIP = {"method", "windows", "fgsm_eps", "profile"}
+#: A diverged run's exit status (its result is stored or written, as a complete run's is).
+EXIT_DIVERGED = 3
+EXIT_STATUS = {
+    0: "the run completed (trained, or loaded from the store)",
+    2: "bad input, an unwritable folder or a damaged store entry (one line on stderr; a "
+    "damaged run folder is moved aside, so the next run trains it afresh)",
+    EXIT_DIVERGED: "the run diverged (its result is stored or written all the same)",
+}
 _CHOICES = {
     "convention": cfg.CONVENTIONS,
     "precondition": cfg.PRECONDITIONS,
@@ -47,6 +60,8 @@ def register(subparsers) -> None:
         description="Train and evaluate one configuration. Fields are layered, later winning: "
         "the profile's sizes, --as-released or --as-described, --tuned, --config, the flags. "
         "Without --out the result is stored under results/<profile>/<key>/ (and reused).",
+        epilog="exit status: "
+        + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_STATUS.items()),
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--method", choices=METHODS, help="the method (required unless in --config)")
@@ -171,10 +186,17 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
     given = vars(args)
     fields: dict[str, Any] = {}
+    origins: dict[str, str] = {}  # where a field that did not come from a flag came from
     if "config" in given:
         fields.update(_read_config_file(given["config"]))
+        origins.update(dict.fromkeys(fields, f"--config {given['config']}"))
     names = {f.name for f in dataclasses.fields(RunConfig)} - _SKIP
-    fields.update({k: v for k, v in given.items() if k in names or k == "method"})
+    flags = {k: v for k, v in given.items() if k in names or k == "method"}
+    fields.update(flags)
+    for name in (*flags, *(["fgsm_eps"] if "fgsm_eps" in given else [])):
+        origins.pop(name, None)
+    if "window" in given:
+        origins.pop("windows", None)
     if "fgsm_eps" in given:
         fields["fgsm_eps"] = tuple(given["fgsm_eps"])
     if "window" in given:
@@ -196,12 +218,27 @@ def build_config(args: argparse.Namespace) -> RunConfig:
                 f"{hparams_path(profile.hparams)}; run `sgmcmc sweep --method {method} "
                 f"--profile {profile.name}` first"
             )
+        for name in set(selection) - set(fields):
+            origins[name] = str(hparams_path(profile.hparams))
         fields = {**selection, **fields}
-    if given.get("as_released"):
-        return as_released(method, profile.name, **fields)
-    if given.get("as_described"):
-        return as_described(method, profile.name, tuned=False, **fields)
-    return profile.config(method, **fields)
+    try:
+        if given.get("as_released"):
+            return as_released(method, profile.name, **fields)
+        if given.get("as_described"):
+            return as_described(method, profile.name, tuned=False, **fields)
+        return profile.config(method, **fields)
+    except ConfigError as exc:
+        raise _named_origin(exc, origins) from None
+
+
+def _named_origin(exc: ConfigError, origins: dict[str, str]) -> ConfigError:
+    """``exc`` prefixed with the file its field came from (``--config`` or the tuned
+    selection), when the message is about one such field."""
+    message = str(exc)
+    unknown = re.match(r"unknown config fields \['(\w+)'", message)
+    field = unknown.group(1) if unknown else (message.replace(":", " ").split() or [""])[0]
+    origin = origins.get("windows" if field in ("window", "bad", "a") else field)
+    return ConfigError(f"{origin}: {exc}") if origin else exc
 
 
 def _check_writable(folder: Path) -> None:
@@ -226,14 +263,20 @@ def handle(args: argparse.Namespace) -> int:
     out = getattr(args, "out", None)
     if out is not None:
         folder = Path(out)
+        created = not folder.exists()
         _check_writable(folder)
-        result = run(config, device=device, progress=progress)
-        write_folder(result, folder)
+        try:
+            result = run(config, device=device, progress=progress)
+            write_folder(result, folder)
+        except BaseException:
+            if created and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # leave no empty folder behind a failed run
+            raise
     else:
         result = run_or_load(config, device=device, progress=progress)
         folder = result.path
     _print_summary(result, folder)
-    return 0
+    return EXIT_DIVERGED if result.diverged else 0
 
 
 def _print_summary(result, folder: Path) -> None:

@@ -28,6 +28,13 @@ FILES = {
     "x_test": ("t10k-images-idx3-ubyte", "8181f5470baa50b63fa0f6fddb340f0a"),
     "y_test": ("t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965"),
 }
+#: What the cache holds (a file of another layout is rebuilt, even when its checksum matches).
+LAYOUT = {
+    "x_train": (np.uint8, (60_000, 28, 28)),
+    "y_train": (np.int64, (60_000,)),
+    "x_test": (np.uint8, (10_000, 28, 28)),
+    "y_test": (np.int64, (10_000,)),
+}
 INSTALL = f"run `make data` as root, or `sudo apt-get install -y {PACKAGE}`"
 CLASSES = (
     "T-shirt/top",
@@ -53,7 +60,7 @@ def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     60,000 training and 10,000 test images. Raises UserError naming the apt-get command when the
     Debian package is missing, or the reinstall command when its files do not verify.
     """
-    arrays = load_arrays(cache_file()) or build_cache()
+    arrays = load_arrays(cache_file(), LAYOUT, classes=10) or build_cache()
     return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
 
 
@@ -108,7 +115,7 @@ def prepare() -> Summary:
     """
     if is_installed():
         arrays, checksum = build_cache(), "md5s of the 4 uncompressed IDX files match"
-    elif (arrays := load_arrays(cache_file())) is not None:
+    elif (arrays := load_arrays(cache_file(), LAYOUT, classes=10)) is not None:
         checksum = f"cache matches its sha256 ({PACKAGE} not installed)"
     else:
         raise UserError(f"Fashion-MNIST is not installed ({SOURCE_DIR}); {INSTALL}")

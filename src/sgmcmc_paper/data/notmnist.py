@@ -59,11 +59,30 @@ def load_notmnist() -> tuple[np.ndarray, np.ndarray]:
     return arrays["x"], arrays["y"]
 
 
+#: What the cache holds (a file of another layout is rebuilt, even when its checksum matches).
+LAYOUT = {"x": (np.uint8, (None, SIDE, SIDE)), "y": (np.int64, (None,))}
+#: The manifest's fields that :func:`prepare` reports, with their JSON types.
+MANIFEST_FIELDS = {
+    "images": int,
+    "distinct_fonts": int,
+    "packages_contributing": int,
+    "sha256": str,
+}
+
+
 def read_manifest() -> dict | None:
+    """``manifest.json`` when it is a JSON object holding :data:`MANIFEST_FIELDS`, else None
+    (missing, unreadable, truncated or altered: the cache is then rebuilt)."""
     try:
-        return json.loads(manifest_file().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        manifest = json.loads(manifest_file().read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    if not isinstance(manifest, dict) or not all(
+        isinstance(manifest.get(name), kind) and not isinstance(manifest.get(name), bool)
+        for name, kind in MANIFEST_FIELDS.items()
+    ):
+        return None
+    return manifest
 
 
 def _is_current(manifest: dict | None) -> bool:
@@ -75,12 +94,18 @@ def _is_current(manifest: dict | None) -> bool:
 
 
 def load_cached() -> dict[str, np.ndarray] | None:
-    """The cached arrays if they match their checksum, manifest and the current package list."""
+    """The cached arrays if they match their checksum, layout, manifest (checksum and image
+    count) and the current package list."""
     manifest = read_manifest()
     if not _is_current(manifest):
         return None
-    arrays = load_arrays(cache_file())
-    if arrays is None or stored_checksum(cache_file()) != manifest.get("sha256"):
+    arrays = load_arrays(cache_file(), LAYOUT, classes=len(LETTERS))
+    if arrays is None or stored_checksum(cache_file()) != manifest["sha256"]:
+        return None
+    if len(arrays["y"]) != manifest["images"]:
+        log.warning(
+            "%s does not hold the %d images its manifest lists", cache_file(), manifest["images"]
+        )
         return None
     return arrays
 
@@ -158,7 +183,9 @@ def prepare(progress: bool = True) -> Summary:
             path=root,
         )
     arrays = load_cached() or build_cache(progress=progress)
-    manifest = read_manifest() or {}
+    manifest = read_manifest()
+    if manifest is None:  # written by build_cache a moment ago: only a concurrent writer
+        raise UserError(f"{manifest_file()} is unreadable; run `sgmcmc data --only notmnist` again")
     return Summary(
         name="notMNIST-style letters",
         source=f"rendered from Debian font packages listed in {fonts.PACKAGE_LIST.name}",

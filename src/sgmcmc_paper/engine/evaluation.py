@@ -9,6 +9,10 @@ A window reports, per set, ``averaged`` (the predictive averaged over its sample
 ``single`` (its last sample alone: the SGD row of the paper). Scalars go to ``run.json``;
 compact per-example summaries (predicted label as uint8, max probability, entropy and mutual
 information as float16) go to ``predictions.npz``: see :meth:`WindowEvaluator.finish`.
+
+A sample whose predictions are not finite (NaN or infinite logits: a diverging chain whose
+weights are still finite) raises :class:`NonFiniteOutputs`; the run engine stops the run there
+as diverged, so no metric is ever computed from them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,21 @@ from sgmcmc_paper.protocol.config import Window
 #: mapped and zeroed afresh at every batch, which costs a third of an evaluation pass.
 EVAL_BATCH = {"cpu": 512}
 DEFAULT_EVAL_BATCH = 2048
+
+
+class NonFiniteOutputs(ArithmeticError):
+    """A sample's predictions on ``what`` hold NaN or infinity (the run diverged there)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"non-finite model outputs on {what}")
+
+
+def finite(probs: Tensor, what: str) -> Tensor:
+    """``probs``, after checking that every entry is finite (:class:`NonFiniteOutputs`)."""
+    if not bool(torch.isfinite(probs).all()):
+        raise NonFiniteOutputs(what)
+    return probs
 
 
 def eval_batches(x: Tensor) -> tuple[Tensor, ...]:
@@ -68,7 +87,7 @@ class SamplePredictions:
     def probs(self, name: str) -> Tensor:
         if name not in self._cache:
             x = self.data.test.x if name == "test" else self.data.ood[name].x
-            self._cache[name] = predict_probs(self.model, x)
+            self._cache[name] = finite(predict_probs(self.model, x), f"the {name} set")
         return self._cache[name]
 
 
@@ -120,7 +139,7 @@ class WindowEvaluator:
                 x_adv = attack.x + eps * signs[threat]
                 if threat == "per_sample":
                     x_adv.clamp_(0.0, 1.0)
-                probs = predict_probs(model, x_adv)
+                probs = finite(predict_probs(model, x_adv), f"FGSM images ({threat}, {eps:g})")
                 average.update(probs)
                 self.last[f"fgsm/{threat}/{eps:g}"] = probs
             self.snapshots.append([p.detach().clone() for p in model.parameters()])
@@ -216,7 +235,9 @@ class WindowEvaluator:
             )
             average = PredictiveAverage()
             for m in models:
-                average.update(predict_probs(m, x_adv))
+                average.update(
+                    finite(predict_probs(m, x_adv), f"FGSM images (predictive, {eps:g})")
+                )
             result.setdefault("predictive", {})[f"{eps:g}"] = {
                 "averaged": classification_metrics(average.mean(), y)
             }

@@ -15,12 +15,14 @@
 - ``predictions``: compact per-example arrays of each window (``predictions.npz``);
 - ``traces``: thinned traces (:mod:`sgmcmc_paper.engine.traces`).
 
-A non-finite loss (or, at evaluations, non-finite weights) stops the run: it is returned with
-``status="diverged"``, the step and the reason, and what was measured before. Randomness comes
-from the config's seed alone (initialisation and batch order on the CPU, so they are the same
-on every device; sampler and K-FAC noise on the device); the caller's global RNG state is left
-untouched. Training data and evaluation sets live on the device; on a CPU the model is kept in
-``channels_last`` layout (oneDNN's faster convolutions; same results up to rounding).
+A non-finite loss (or, at evaluations, non-finite weights or model outputs) stops the run: it is
+returned with ``status="diverged"``, the step, epoch and reason, and what was measured before;
+an epoch whose outputs or metrics are not all finite is never recorded as a valid epoch.
+Randomness comes from the config's seed alone (initialisation and batch order on the CPU, so
+they are the same on every device; sampler and K-FAC noise on the device); the caller's global
+RNG state is left untouched. Training data and evaluation sets live on the device; on a CPU
+the model is kept in ``channels_last`` layout (oneDNN's faster convolutions; same results up to
+rounding).
 
 With ``checkpoint`` (a file path), the run saves its whole state there at the end of an epoch
 once ``checkpoint_every`` seconds have passed since the last save
@@ -43,7 +45,7 @@ from sgmcmc.allocator import keep_freed_memory
 from sgmcmc_paper.engine.checkpoint import load_checkpoint, save_checkpoint
 from sgmcmc_paper.engine.monitor import Progress, Timer
 from sgmcmc_paper.engine.provenance import device_name, provenance
-from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.errors import DamagedRunError, UserError
 from sgmcmc_paper.protocol.config import RunConfig, Window
 
 __all__ = ["RunResult", "device_name", "resolve_device", "run"]
@@ -117,13 +119,28 @@ class RunResult:
         return found
 
     def traces(self):
-        """Traces as ArviZ InferenceData (a dict of xarray Datasets without ArviZ)."""
+        """Traces as ArviZ InferenceData (a dict of xarray Datasets without ArviZ).
+
+        A run without traces (``trace_every=0``, or diverged before its first traced step)
+        raises ``ValueError``, stored or not. An unreadable trace file of a stored run raises a
+        one-line :class:`~sgmcmc_paper.errors.DamagedRunError` naming the run folder, which
+        is moved aside when it is a store entry (named by its key)."""
         from sgmcmc_paper.engine.traces import datasets_from_arrays, load_traces
 
         if self.path is not None:
-            return load_traces(self.path)
+            try:
+                return load_traces(self.path)
+            except DamagedRunError as damage:
+                if self.path.name != self.key:
+                    raise
+                from sgmcmc_paper.engine.store import quarantine
+
+                raise quarantine(damage) from None
         if self.trace_arrays is None:
-            raise ValueError("this run recorded no traces (trace_every=0)")
+            raise ValueError(
+                "this run recorded no traces (trace_every=0, or it diverged before its first "
+                "traced step)"
+            )
         datasets = datasets_from_arrays(self.trace_arrays, {})
         try:
             import arviz as az
@@ -255,6 +272,12 @@ class _Run:
                 "averaged": average.metrics(self.data.test.y),
                 "wall_s": time.perf_counter() - self.wall,
             }
+            bad = _first_non_finite(record)
+            if bad is not None:  # never a valid epoch (outputs are checked as they are made)
+                divergence = {"step": last, "reason": f"non-finite {bad} at epoch {epoch}"}
+                divergence["epoch"] = epoch
+                self.bar.diverged(divergence)
+                break
             epochs.append(record)
             self.bar.epoch(record)
             due = time.perf_counter() - self.saved >= self.checkpoint_every
@@ -331,6 +354,8 @@ class _Run:
     def _epoch(self, epoch: int, average) -> tuple[dict[str, float], dict | None]:
         """Train one epoch, evaluating on schedule; returns the final model's test metrics
         and the divergence (``None`` if all stayed finite)."""
+        from sgmcmc_paper.engine.evaluation import NonFiniteOutputs
+
         c, data, spe = self.config, self.data, self.config.steps_per_epoch
         order = torch.randperm(c.num_train, generator=self.batches).to(self.device)
         single: dict[str, float] = {}
@@ -359,13 +384,20 @@ class _Run:
                 with self.timer("trace", sync=False):  # asynchronous on a GPU: no sync
                     self.recorder.record(step, loss, self.trainer.last_lr)
             if evaluate:
-                single = self._evaluate(step, is_sample, end_of_epoch, average) or single
+                try:
+                    single = self._evaluate(step, is_sample, end_of_epoch, average) or single
+                except NonFiniteOutputs as exc:
+                    return single, {"step": step, "reason": f"{exc} after step {step}"}
         return single, None
 
     def _evaluate(self, step, is_sample, end_of_epoch, average) -> dict | None:
         """Evaluate the sample the model holds after ``step``; at the end of an epoch, return
         its single-model test metrics."""
-        from sgmcmc_paper.engine.evaluation import SamplePredictions, classification_metrics
+        from sgmcmc_paper.engine.evaluation import (
+            NonFiniteOutputs,
+            SamplePredictions,
+            classification_metrics,
+        )
 
         model, single = self.model.eval(), None
         sample = SamplePredictions(model, self.data)
@@ -379,7 +411,11 @@ class _Run:
             with self.timer("window_eval"):
                 window.add(step, model, sample)
                 if step == window.window.steps(self.config.steps_per_epoch)[-1]:
-                    self.window_metrics[name], arrays = window.finish(model)
+                    metrics, arrays = window.finish(model)
+                    bad = _first_non_finite(metrics)
+                    if bad is not None:
+                        raise NonFiniteOutputs(f"window {name} ({bad})")
+                    self.window_metrics[name] = metrics
                     self.predictions.update(arrays)
         return single
 
@@ -444,6 +480,23 @@ def _divergence(
         }
     if model is not None and not _parameters_finite(model):
         return {"step": step, "reason": f"non-finite parameters after step {step}"}
+    return None
+
+
+def _first_non_finite(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first NaN or infinite float in nested dicts and lists."""
+    if isinstance(value, float):
+        return None if np.isfinite(value) else path or "value"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _first_non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
     return None
 
 

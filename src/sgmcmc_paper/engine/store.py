@@ -14,6 +14,14 @@ same key, the first rename wins and the other's copy is discarded. Diverged runs
 too (``status: "diverged"``), so a sweep does not retry them. A run in progress keeps a
 checkpoint in ``<profile>/.checkpoints/<key>.pt`` (:mod:`sgmcmc_paper.engine.checkpoint`): a killed
 run resumes from it when asked for again, and it is deleted once the result is stored.
+
+A folder without ``run.json`` (left by hand or by an older writer) is not a result: the run is
+trained and its folder replaces the incomplete one atomically. A folder whose files cannot be
+read as a run (:func:`load_result`: a truncated or altered ``run.json``, a garbage or
+truncated ``predictions.npz`` or trace file, one missing or of another size than ``run.json``
+records) is damaged: :func:`find_result` moves it aside, to ``<key>.damaged-<time>`` beside
+it, and raises a one-line :class:`~sgmcmc_paper.errors.DamagedRunError` naming both, so the
+next request of that run trains it again (or a good copy can be put back).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import io
 import json
 import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -31,13 +40,17 @@ import torch
 
 from sgmcmc_paper.engine.experiment import RunResult, run
 from sgmcmc_paper.engine.locks import file_lock
-from sgmcmc_paper.errors import UserError
-from sgmcmc_paper.paths import results_dir
-from sgmcmc_paper.protocol.config import RunConfig
+from sgmcmc_paper.errors import DamagedRunError, UserError
+from sgmcmc_paper.paths import ensure_dir, results_dir, unwritable_fix
+from sgmcmc_paper.protocol.config import ConfigError, RunConfig
 
 RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.npz"
 TRACE_FILES = ("traces.nc", "traces.npz")
+#: How a folder moved aside by :func:`quarantine` is named: ``<key>.damaged-<time>``.
+DAMAGED = ".damaged-"
+#: The first bytes of a netCDF-4 (HDF5) file, and of a classic netCDF one.
+_NETCDF_MAGIC = (b"\x89HDF\r\n\x1a\n", b"CDF")
 
 
 def result_dir(config: RunConfig, root: Path | None = None) -> Path:
@@ -103,22 +116,29 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def load_result(folder: Path, config: RunConfig | None = None) -> RunResult:
     """Read a run folder; ``config`` (if given) replaces the stored one in the result (they
-    have the same key; e.g. an ``fsgd`` request answered by an ``sgd`` run)."""
+    have the same key; e.g. an ``fsgd`` request answered by an ``sgd`` run).
+
+    A folder that cannot be read as a run raises :class:`DamagedRunError` naming it and what
+    is wrong (it is left where it is: :func:`find_result` moves store entries aside)."""
     from sgmcmc_paper.engine.traces import npz_to_netcdf
 
     folder = Path(folder)
-    record = json.loads((folder / RUN_FILE).read_text())
-    stored = RunConfig.from_dict(record["config"])
+    record = _read_record(folder)
+    try:
+        stored = RunConfig.from_dict(record["config"])
+    except ConfigError as exc:
+        raise DamagedRunError(folder, f"{RUN_FILE} holds an invalid config ({exc})") from None
+    if config is not None and record["key"] != config.key():
+        raise DamagedRunError(folder, f"{RUN_FILE} holds run {record['key']}, not {config.key()}")
+    _check_artifacts(folder, record)
     if (folder / "traces.npz").exists():
         npz_to_netcdf(folder / "traces.npz", {"sgmcmc_key": record["key"]})
-    with np.load(folder / PREDICTIONS_FILE) as f:
-        predictions = {k: f[k] for k in f.files}
     return RunResult(
         config=config or stored,
         status=record["status"],
         metrics=record["metrics"],
         provenance=record["provenance"],
-        predictions=predictions,
+        predictions=_read_predictions(folder),
         divergence=record["divergence"],
         skipped=record.get("skipped", []),
         notes=record["notes"],
@@ -126,37 +146,190 @@ def load_result(folder: Path, config: RunConfig | None = None) -> RunResult:
     )
 
 
+#: The fields of ``run.json`` and their JSON types (``None``: null allowed).
+_RECORD_FIELDS: dict[str, tuple[type | None, ...]] = {
+    "key": (str,),
+    "status": (str,),
+    "config": (dict,),
+    "metrics": (dict,),
+    "provenance": (dict,),
+    "divergence": (dict, type(None)),
+    "notes": (list,),
+}
+
+
+def _read_record(folder: Path) -> dict[str, Any]:
+    """``run.json`` of ``folder``, checked for the fields and types a result needs."""
+    path = folder / RUN_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DamagedRunError(folder, f"{RUN_FILE} is missing") from None
+    except OSError as exc:
+        raise DamagedRunError(folder, f"{RUN_FILE} is unreadable ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DamagedRunError(
+            folder, f"{RUN_FILE} is not valid JSON (truncated or altered: {exc})"
+        ) from None
+    if not isinstance(record, dict):
+        raise DamagedRunError(folder, f"{RUN_FILE} is not a JSON object")
+    missing = [name for name in _RECORD_FIELDS if name not in record]
+    if missing:
+        raise DamagedRunError(folder, f"{RUN_FILE} lacks the field(s) {missing}")
+    wrong = [
+        name
+        for name, types in _RECORD_FIELDS.items()
+        if not isinstance(record[name], tuple(t for t in types if t is not None))
+    ]
+    metrics = record["metrics"]
+    if not wrong and not (
+        isinstance(metrics.get("epochs"), list)
+        and all(isinstance(epoch, dict) for epoch in metrics["epochs"])
+        and isinstance(metrics.get("windows"), dict)
+    ):
+        wrong = ["metrics"]
+    if not isinstance(record.get("skipped", []), list):
+        wrong.append("skipped")
+    if wrong:
+        raise DamagedRunError(folder, f"{RUN_FILE} has field(s) {wrong} of the wrong type")
+    return record
+
+
+def _check_artifacts(folder: Path, record: dict[str, Any]) -> None:
+    """Every file ``run.json`` lists is there with the size it recorded (a trace file
+    converted from npz to netCDF since is accepted), and a trace file is what its name says."""
+    artifacts = record.get("artifacts", {PREDICTIONS_FILE: None})
+    if not isinstance(artifacts, dict):
+        raise DamagedRunError(folder, f"{RUN_FILE} has a field 'artifacts' of the wrong type")
+    for name, size in artifacts.items():
+        path = folder / str(name)
+        if name == "traces.npz" and not path.exists() and (folder / "traces.nc").exists():
+            continue  # converted to netCDF when it was loaded where an engine was installed
+        if not path.is_file():
+            raise DamagedRunError(folder, f"{name} is missing")
+        actual = path.stat().st_size
+        if isinstance(size, int) and actual != size:
+            raise DamagedRunError(
+                folder, f"{name} has {actual:,} bytes where {RUN_FILE} records {size:,}"
+            )
+    nc = folder / "traces.nc"
+    if nc.exists():
+        try:
+            with open(nc, "rb") as file:
+                head = file.read(8)
+        except OSError as exc:
+            raise DamagedRunError(
+                folder, f"{nc.name} is unreadable ({exc.strerror or exc})"
+            ) from None
+        if not head.startswith(_NETCDF_MAGIC):
+            raise DamagedRunError(folder, f"{nc.name} is not a netCDF file")
+    npz = folder / "traces.npz"
+    if npz.exists() and not zipfile.is_zipfile(npz):
+        raise DamagedRunError(folder, f"{npz.name} is not an npz archive (truncated?)")
+
+
+def _read_predictions(folder: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``predictions.npz`` (never pickles)."""
+    path = folder / PREDICTIONS_FILE
+    if not path.is_file():
+        raise DamagedRunError(folder, f"{PREDICTIONS_FILE} is missing")
+    if not zipfile.is_zipfile(path):
+        raise DamagedRunError(folder, f"{PREDICTIONS_FILE} is not an npz archive (truncated?)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise DamagedRunError(
+                folder, f"{PREDICTIONS_FILE} is unreadable (ValueError: {exc})"
+            ) from None
+        problem = f"{PREDICTIONS_FILE} holds Python objects, which the store never writes"
+        raise DamagedRunError(folder, problem) from None
+    except Exception as exc:  # zip, lzma, zlib and npy-format errors of every kind
+        lines = str(exc).strip().splitlines() or [""]
+        problem = f"{PREDICTIONS_FILE} is unreadable ({type(exc).__name__}: {lines[0][:120]})"
+        raise DamagedRunError(folder, problem) from None
+
+
 def find_result(config: RunConfig, root: Path | None = None) -> RunResult | None:
-    """The stored result of ``config``, or ``None``."""
+    """The stored result of ``config``, or ``None`` (also for a folder without ``run.json``:
+    an incomplete write, which the next stored result replaces).
+
+    A damaged folder is moved aside (:func:`quarantine`) and reported as a one-line
+    :class:`DamagedRunError` naming it, so that the next request trains the run again."""
     folder = result_dir(config, root)
     if not (folder / RUN_FILE).exists():
         return None
-    return load_result(folder, config)
+    try:
+        return load_result(folder, config)
+    except DamagedRunError as first:
+        try:  # once more: a concurrent writer may have been swapping the folder
+            return load_result(folder, config)
+        except DamagedRunError:
+            raise quarantine(first) from None
+
+
+def quarantine(damage: DamagedRunError) -> DamagedRunError:
+    """Move the damaged store folder of ``damage`` aside, to ``<key>.damaged-<time>`` beside
+    it; returns the error to raise, whose message says where it went and what to do."""
+    folder = damage.folder
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = folder.with_name(f"{folder.name}{DAMAGED}{stamp}")
+    for n in range(2, 100):
+        if not aside.exists():
+            break
+        aside = folder.with_name(f"{folder.name}{DAMAGED}{stamp}-{n}")
+    try:
+        os.rename(folder, aside)
+    except FileNotFoundError:
+        fix = "another process moved it aside already; run again to train it afresh"
+        return DamagedRunError(folder, damage.problem, fix=fix)
+    except OSError as exc:
+        fix = (
+            f"it could not be moved aside ({exc.strerror or exc}): delete it to train the run "
+            "afresh, or put a good copy of it back"
+        )
+        return DamagedRunError(folder, damage.problem, fix=fix)
+    fix = (
+        f"moved it aside to {aside.name}: run again to train it afresh, or put a good copy "
+        "back (e.g. `git checkout` in a committed store)"
+    )
+    return DamagedRunError(folder, damage.problem, moved_to=aside, fix=fix)
 
 
 def save_result(result: RunResult, root: Path | None = None, replace: bool = False) -> Path:
     """Put a result into the store atomically; returns its folder.
 
     An existing copy wins (a concurrent run of the same key finished first) unless
-    ``replace``: then it is swapped out after the new copy is complete.
+    ``replace``: then it is swapped out after the new copy is complete. A folder there
+    without ``run.json`` (an incomplete one) is always swapped out.
     """
     target = result_dir(result.config, root)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(target.parent)
     _remove_stale_temporaries(target)
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
     old = target.parent / f".old-{target.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_folder(result, tmp)
-        if replace and target.exists():
+        incomplete = target.exists() and not (target / RUN_FILE).is_file()
+        if (replace or incomplete) and target.exists():
             os.rename(target, old)
         os.rename(tmp, target)
-    except OSError:
+    except OSError as exc:
         if not (target / RUN_FILE).exists():
-            raise
+            if old.exists() and not target.exists():
+                os.rename(old, target)  # put back what was there
+            raise UserError(
+                f"cannot store the run in {target} ({exc.strerror or exc}); "
+                f"{unwritable_fix(target)}"
+            ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)  # a file was in the run folder's place
     result.path = target
     return target
 
@@ -216,8 +389,14 @@ def checkpoint_path(config: RunConfig, root: Path | None = None) -> Path:
 
 
 def _key_lock(config: RunConfig, root: Path | None):
-    """Hold ``<store>/<profile>/.locks/<key>.lock`` so concurrent askers train a key once."""
-    return file_lock(result_dir(config, root).parent / ".locks" / f"{config.key()}.lock")
+    """Hold ``<store>/<profile>/.locks/<key>.lock`` so concurrent askers train a key once;
+    a wait for another process says so in one line."""
+    lock = result_dir(config, root).parent / ".locks" / f"{config.key()}.lock"
+    waiting = (
+        f"waiting for another process that is running {config.method} [{config.key()}] "
+        f"(it holds {lock}); its result is loaded when it finishes"
+    )
+    return file_lock(lock, waiting=waiting)
 
 
 def _now_available(skipped: list[str]) -> bool:
@@ -232,6 +411,10 @@ def _now_available(skipped: list[str]) -> bool:
 def store_size(profile: str, root: Path | None = None) -> dict[str, Any]:
     """Runs and bytes under ``<root>/<profile>`` (finished runs only)."""
     base = Path(root or results_dir()) / profile
-    runs = [d for d in base.iterdir() if (d / RUN_FILE).exists()] if base.exists() else []
+    runs = [
+        d
+        for d in (base.iterdir() if base.exists() else ())
+        if (d / RUN_FILE).exists() and DAMAGED not in d.name
+    ]
     sizes = [sum(f.stat().st_size for f in d.iterdir()) for d in runs]
     return {"runs": len(runs), "bytes": int(sum(sizes)), "max_run_bytes": max(sizes, default=0)}

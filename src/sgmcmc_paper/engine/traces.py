@@ -20,12 +20,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from sgmcmc_paper.errors import DamagedRunError
 
 TRACE_SEED = 1806_02855
 GROUPS = ("posterior", "sample_stats")
@@ -179,40 +182,77 @@ def write_traces(folder: Path, arrays: dict[str, np.ndarray], attrs: dict[str, s
 
 def npz_to_netcdf(npz: Path, attrs: dict[str, str]) -> Path | None:
     """Convert a ``traces.npz`` into ``traces.nc`` beside it (atomically); ``None`` if no
-    netCDF-4 engine is installed here either, or another process converted it first."""
+    netCDF-4 engine is installed here either, another process converted it first, or the
+    folder is read-only (the npz is then read as it is). An unreadable npz is a
+    :class:`~sgmcmc_paper.errors.DamagedRunError` naming the run folder."""
     if _netcdf_engine() is None:
         return None
     try:
-        with np.load(npz) as f:
-            arrays = {k: f[k] for k in f.files}
+        arrays = read_npz_traces(npz)
     except FileNotFoundError:
         return None
     tmp = npz.parent / f".traces-{os.getpid()}.tmp"
-    tmp.mkdir(exist_ok=True)
     try:
+        tmp.mkdir(exist_ok=True)
         target = npz.parent / "traces.nc"
         write_traces(tmp, arrays, attrs).replace(target)
         npz.unlink(missing_ok=True)
+    except OSError:
+        return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
+def read_npz_traces(npz: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``traces.npz`` (no pickles); ``FileNotFoundError`` when it is absent, a
+    :class:`~sgmcmc_paper.errors.DamagedRunError` naming the run folder when unreadable."""
+    if not npz.exists():
+        raise FileNotFoundError(npz)
+    if not zipfile.is_zipfile(npz):
+        raise DamagedRunError(npz.parent, f"{npz.name} is not an npz archive (truncated?)")
+    try:
+        with np.load(npz, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as exc:  # a bad member: zip, zlib or npy-format errors of every kind
+        raise DamagedRunError(npz.parent, f"{npz.name} is unreadable ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 120 characters of it)."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
+
+
 def load_traces(folder: Path):
     """The traces of a stored run: ArviZ ``InferenceData`` when ArviZ is installed, else a
-    dict of xarray Datasets by group."""
+    dict of xarray Datasets by group.
+
+    A folder without traces (the run recorded none: ``trace_every=0``, or it diverged before
+    its first draw) is a ``ValueError``, as for a run in memory; an unreadable trace file is a
+    :class:`~sgmcmc_paper.errors.DamagedRunError` naming the folder."""
     folder = Path(folder)
     nc = folder / "traces.nc"
     if nc.exists():
         try:
-            import arviz as az
-        except ImportError:
-            import xarray as xr
+            try:
+                import arviz as az
+            except ImportError:
+                import xarray as xr
 
-            return {g: xr.load_dataset(nc, group=g, engine=_netcdf_engine()) for g in GROUPS}
-        return az.from_netcdf(nc)
-    with np.load(folder / "traces.npz") as f:
-        datasets = datasets_from_arrays({k: f[k] for k in f.files}, {})
+                engine = _netcdf_engine()
+                return {g: xr.load_dataset(nc, group=g, engine=engine) for g in GROUPS}
+            return az.from_netcdf(nc)
+        except Exception as exc:  # h5py, netCDF4 and xarray raise many kinds of errors
+            raise DamagedRunError(folder, f"{nc.name} is unreadable ({_reason(exc)})") from None
+    try:
+        arrays = read_npz_traces(folder / "traces.npz")
+    except FileNotFoundError:
+        raise ValueError(
+            f"run {folder} recorded no traces (trace_every=0, or it diverged before its "
+            "first traced step)"
+        ) from None
+    datasets = datasets_from_arrays(arrays, {})
     try:
         import arviz as az
     except ImportError:

@@ -15,9 +15,12 @@ Units. ``lr`` is in the units of the config's ``convention`` (DESIGN.md): mean-l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +86,14 @@ class Window:
     sets: tuple[str, ...] = WINDOW_SETS
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sets", tuple(self.sets))
-        if not self.name or not self.name.replace("_", "").isalnum():
+        if isinstance(self.sets, (list, tuple)) and all(isinstance(s, str) for s in self.sets):
+            object.__setattr__(self, "sets", tuple(self.sets))
+        else:
+            raise ConfigError(
+                f"window {self.name}: sets must be a list of names from {WINDOW_SETS}, "
+                f"got {self.sets!r}"
+            )
+        if not isinstance(self.name, str) or not self.name.replace("_", "").isalnum():
             raise ConfigError(f"window name must be letters, digits and _, got {self.name!r}")
         _check_int(f"window {self.name}: every", self.every, 1)
         if self.samples is not None:
@@ -172,6 +181,7 @@ class RunConfig:
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        _check_types(self)
         _check_choice("method", self.method, METHODS)
         _check_choice("convention", self.convention, CONVENTIONS)
         _check_choice("init", self.init, INITS)
@@ -230,8 +240,8 @@ class RunConfig:
         elif self.prior_std is not None:
             _check_positive("prior_std", self.prior_std)
         if self.method == "psgld":
-            if self.psgld_alpha is not None and not 0 <= self.psgld_alpha < 1:
-                raise ConfigError(f"psgld_alpha must lie in [0, 1), got {self.psgld_alpha!r}")
+            if self.psgld_alpha is not None:
+                _check_unit_interval("psgld_alpha", self.psgld_alpha)
             if self.psgld_eps is not None:
                 _check_positive("psgld_eps", self.psgld_eps)
         else:
@@ -250,16 +260,12 @@ class RunConfig:
                 set_(self, name, defaults[name])
         _check_choice("kfac_damping_mode", self.kfac_damping_mode, DAMPING_MODES)
         _check_positive("kfac_damping", self.kfac_damping)
-        if not 0 <= self.kfac_ema_decay < 1:
-            raise ConfigError(f"kfac_ema_decay must lie in [0, 1), got {self.kfac_ema_decay!r}")
+        _check_unit_interval("kfac_ema_decay", self.kfac_ema_decay)
         _check_int("kfac_factor_every", self.kfac_factor_every, 1)
         _check_int("kfac_inverse_every", self.kfac_inverse_every, 1)
         _check_choice("kfac_fisher", self.kfac_fisher, FISHERS)
-        if not 0 <= self.kfac_eigen_rtol < 1:
-            raise ConfigError(
-                f"kfac_eigen_rtol must lie in [0, 1) (0: exact K-FAC), got {self.kfac_eigen_rtol!r}"
-            )
-        set_(self, "kfac_update", bool(self.kfac_update))
+        _check_unit_interval("kfac_eigen_rtol", self.kfac_eigen_rtol, " (0: exact K-FAC)")
+        set_(self, "kfac_update", True)
 
     def _resolve_windows(self) -> tuple[Window, ...]:
         if not isinstance(self.windows, (list, tuple)):
@@ -359,12 +365,69 @@ class RunConfig:
 def _window(spec: Window | dict[str, Any]) -> Window:
     if isinstance(spec, Window):
         return spec
+    known = [f.name for f in dataclasses.fields(Window)]
     if not isinstance(spec, dict):
-        raise ConfigError(f"a window must be an object of Window fields, got {spec!r}")
+        raise ConfigError(f"a window must be an object of the fields {known}, got {spec!r}")
+    unknown = sorted(set(spec) - set(known))
+    if unknown or "name" not in spec:
+        problem = f"unknown fields {unknown}" if unknown else "no name"
+        raise ConfigError(f"bad window {spec!r}: {problem}; its fields are {known}")
+    return Window(**spec)
+
+
+@functools.cache
+def _field_kinds() -> dict[str, tuple[type, bool]]:
+    """``{field: (bool | int | float | str, optional)}`` for RunConfig's scalar fields."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(RunConfig).items():
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        scalar = [a for a in args if a in (bool, int, float, str)]
+        if len(scalar) == 1:
+            kinds[name] = (scalar[0], type(None) in args)
+    return kinds
+
+
+_KIND_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_types(config: RunConfig) -> None:
+    """Every scalar field holds its type (``None`` where optional), whether or not the
+    method uses it: a string ``"false"`` is not a boolean, nor ``"0.9"`` a number."""
+    for name, (kind, optional) in _field_kinds().items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind is str:
+            ok = isinstance(value, str)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = _is_number(value)
+        if not ok:
+            none = " or null" if optional else ""
+            raise ConfigError(
+                f"{name} must be {_KIND_WORDS[kind]}{none}, got {value!r}{_unquote(kind, value)}"
+            )
+
+
+def _unquote(kind: type, value: Any) -> str:
+    """A hint for a quoted value that would be right without its quotes."""
+    if not isinstance(value, str) or kind is str:
+        return ""
+    if kind is bool:
+        return " (write true or false without quotes)" if value in ("true", "false") else ""
     try:
-        return Window(**spec)
-    except TypeError as exc:
-        raise ConfigError(f"bad window {spec!r}: {exc}") from None
+        (int if kind is int else float)(value)
+    except ValueError:
+        return ""
+    return " (write the number without quotes)"
+
+
+def _check_unit_interval(name: str, value: Any, note: str = "") -> None:
+    if not (_is_number(value) and 0 <= value < 1):
+        raise ConfigError(f"{name} must lie in [0, 1){note}, got {value!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

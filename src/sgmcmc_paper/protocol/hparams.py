@@ -12,6 +12,7 @@ built with ``tuned=True`` takes them, and fields given explicitly win.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,29 @@ def tuned_overrides(
     path = hparams_path(profile)
     if not path.exists():
         return None
+    fix = "rerun `sgmcmc sweep`, restore the file (e.g. `git checkout` it) or delete it"
     try:
         selected = json.loads(path.read_text())["selected"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise UserError(
-            f"{path} is not a hyper-parameter selection ({exc}); rerun `sgmcmc sweep` or "
-            "delete the file"
+            f"{path} is not a hyper-parameter selection ({type(exc).__name__}: {exc}); {fix}"
         ) from None
-    found = selected.get(selection_key(method, convention, train_size))
-    return dict(found) if found is not None else None
+    if not isinstance(selected, dict):
+        raise UserError(f"{path}: 'selected' is not a JSON object; {fix}")
+    key = selection_key(method, convention, train_size)
+    found = selected.get(key)
+    if found is None:
+        return None
+    from sgmcmc_paper.protocol.config import RunConfig
+
+    known = {f.name for f in dataclasses.fields(RunConfig)} - {"method", "profile"}
+    if not isinstance(found, dict) or set(found) - known:
+        problem = (
+            f"unknown fields {sorted(set(found) - known)}"
+            if isinstance(found, dict)
+            else "not a JSON object of config fields"
+        )
+        raise UserError(f"{path}: the selection {key!r} holds {problem}; {fix}")
+    return dict(found)
