@@ -22,6 +22,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+# torchattacks: the tests' peer for the attacks; it pins an old requests, so without its deps
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
 	touch $@
 
 venv: $(BIN)/.installed  ## create .venv: the project with every extra, at constraints.txt's versions
