@@ -110,3 +110,18 @@ def test_the_store_resumes_a_killed_run_and_deletes_its_checkpoint(tmp_path, mon
     assert path.exists() and path.parent.name == ".checkpoints"
     result = run_or_load(config, device="cpu", progress=False, root=tmp_path)
     assert result.provenance["timing"]["resumed"] == 1 and not path.exists()
+
+
+def test_a_checkpoint_that_cannot_be_written_costs_the_resume_not_the_run(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = tiny_config("sgld", epochs=2, windows=())
+    path = blocker / ".checkpoints" / "run.pt"
+    result = experiment.run(
+        config, device="cpu", progress=False, checkpoint=path, checkpoint_every=0
+    )
+    assert result.status == "complete" and len(result.metrics["epochs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "cannot create the folder" in err[0] and "without checkpoints" in err[0]
+    )

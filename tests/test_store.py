@@ -93,6 +93,7 @@ def test_writing_into_a_folder_removes_its_old_run_json_first(result, tmp_path, 
     with pytest.raises(UserError, match="No space left"):
         write_folder(result, tmp_path)
     assert not (tmp_path / RUN_FILE).exists()
+    assert list(tmp_path.iterdir()) == []  # nothing half-written: predictions removed too
 
 
 def test_traces_fall_back_to_npz_and_are_converted_when_loaded(result, tmp_path, monkeypatch):
@@ -249,6 +250,26 @@ DAMAGE = {
     "run.json of another run": (
         lambda f: _rewrite_record(f, lambda r: r.update(key="0123456789abcdef")),
         "holds run 0123456789abcdef, not",
+    ),
+    "unknown status": (
+        lambda f: _rewrite_record(f, lambda r: r.update(status="exploded")),
+        "unknown status 'exploded'",
+    ),
+    "diverged without a divergence": (
+        lambda f: _rewrite_record(f, lambda r: r.update(status="diverged")),
+        "says the run diverged but not where",
+    ),
+    "divergence without a reason": (
+        lambda f: _rewrite_record(f, lambda r: r.update(divergence={"step": 3})),
+        "['divergence'] of the wrong type",
+    ),
+    "an epoch without its metrics": (
+        lambda f: _rewrite_record(f, lambda r: r["metrics"]["epochs"][0].pop("single")),
+        "['metrics'] of the wrong type",
+    ),
+    "a window without samples": (
+        lambda f: _rewrite_record(f, lambda r: r["metrics"]["windows"]["fig4"].pop("samples")),
+        "['metrics'] of the wrong type",
     ),
     "artifacts not an object": (
         lambda f: _rewrite_record(f, lambda r: r.update(artifacts=[1])),
@@ -419,3 +440,28 @@ def test_waiting_for_another_process_s_lock_says_what_it_waits_for(
         "it finishes"
     ]
     assert done and done[0].path == store.result_dir(result.config, tmp_path)
+
+
+def test_npz_traces_in_a_read_only_store_are_read_as_they_are(result, tmp_path, monkeypatch):
+    monkeypatch.setattr(traces, "_netcdf_engine", lambda: None)
+    folder = save_result(result, tmp_path)
+    monkeypatch.undo()
+    install_synthetic(monkeypatch)
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(traces, "write_traces", read_only)
+    loaded = find_result(result.config, tmp_path)  # was an OSError from the conversion
+    assert (folder / "traces.npz").exists() and not (folder / "traces.nc").exists()
+    assert loaded.traces().posterior["fc1.weight"].shape == (1, 2, 3)
+
+
+def test_traces_of_a_run_folder_that_has_gone_say_so(result, tmp_path):
+    import shutil
+
+    folder = _stored(result, tmp_path)
+    loaded = find_result(result.config, tmp_path)
+    shutil.rmtree(folder)
+    with pytest.raises(UserError, match=f"run folder {folder} no longer exists"):
+        loaded.traces()

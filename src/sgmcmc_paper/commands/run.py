@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import types
@@ -283,25 +284,32 @@ def _print_summary(result, folder: Path) -> None:
     c = result.config
     print(f"{c.method} [{result.key}] {result.status}", end="")
     if result.divergence:
-        print(f": {result.divergence['reason']}", end="")
+        print(f": {result.divergence.get('reason', 'no reason recorded')}", end="")
     print()
     if result.metrics["epochs"]:
         last = result.metrics["epochs"][-1]
         print(
-            f"  epoch {last['epoch']}: test accuracy {last['single']['accuracy']:.4f} (final "
-            f"model), {last['averaged']['accuracy']:.4f} (averaged over "
-            f"{last['averaged']['samples']} samples)"
+            f"  epoch {last['epoch']}: test accuracy {_accuracy(last['single']):.4f} (final "
+            f"model), {_accuracy(last['averaged']):.4f} (averaged over "
+            f"{last['averaged'].get('samples', '?')} samples)"
         )
     for name, w in result.metrics["windows"].items():
         test = w["sets"].get("test", {}).get("averaged", {})
         line = f"  window {name}: {w['samples']} samples"
         if test:
-            line += f", test accuracy {test['accuracy']:.4f}"
+            line += f", test accuracy {_accuracy(test):.4f}"
         for threat, by_eps in w.get("fgsm", {}).items():
-            accs = ", ".join(f"{v['averaged']['accuracy']:.4f}@{e}" for e, v in by_eps.items())
+            accs = ", ".join(f"{_accuracy(v.get('averaged')):.4f}@{e}" for e, v in by_eps.items())
             line += f", fgsm {threat} {accs}"
         print(line)
     for note in result.notes:
         print(f"  note: {note}")
-    timing = result.provenance["timing"]
-    print(f"  {timing['total_s']:.1f} s on {result.provenance['device_name']}; written to {folder}")
+    provenance = result.provenance
+    seconds = provenance.get("timing", {}).get("total_s", math.nan)
+    device = provenance.get("device_name", "an unrecorded device")
+    print(f"  {seconds:.1f} s on {device}; written to {folder}")
+
+
+def _accuracy(metrics: dict | None) -> float:
+    value = (metrics or {}).get("accuracy")
+    return float(value) if isinstance(value, (int, float)) else math.nan

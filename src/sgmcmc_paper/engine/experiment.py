@@ -33,6 +33,7 @@ it: the result is the one an uninterrupted run gives, bit for bit, with
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,7 +283,11 @@ class _Run:
             self.bar.epoch(record)
             due = time.perf_counter() - self.saved >= self.checkpoint_every
             if self.checkpoint is not None and epoch < c.epochs and due:
-                save_checkpoint(self.checkpoint, self._state(epochs))
+                try:
+                    save_checkpoint(self.checkpoint, self._state(epochs))
+                except UserError as exc:  # the run goes on: only a resume is lost
+                    print(f"warning: {exc}; the run goes on without checkpoints", file=sys.stderr)
+                    self.checkpoint = None
                 self.saved = time.perf_counter()
         return divergence
 

@@ -47,6 +47,8 @@ from sgmcmc_paper.protocol.config import ConfigError, RunConfig
 RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.npz"
 TRACE_FILES = ("traces.nc", "traces.npz")
+#: A run's fates (DESIGN.md, results contract).
+STATUSES = ("complete", "diverged", "collapsed")
 #: How a folder moved aside by :func:`quarantine` is named: ``<key>.damaged-<time>``.
 DAMAGED = ".damaged-"
 #: The first bytes of a netCDF-4 (HDF5) file, and of a classic netCDF one.
@@ -62,7 +64,8 @@ def write_folder(result: RunResult, folder: Path) -> Path:
     """Write a result's files into ``folder`` (created if needed), ``run.json`` last.
 
     An existing ``run.json`` there is removed first, so until this returns the folder never
-    holds a ``run.json`` that disagrees with its other files.
+    holds a ``run.json`` that disagrees with its other files; a write that fails (a full disk,
+    an interruption) removes the files it had written, so nothing half-written is left.
     """
     from sgmcmc_paper.engine.traces import write_traces
 
@@ -90,8 +93,17 @@ def write_folder(result: RunResult, folder: Path) -> Path:
             "artifacts": artifacts,
         }
         _atomic_write(folder / RUN_FILE, json.dumps(record, indent=1).encode())
-    except OSError as exc:
-        raise UserError(f"cannot write the run to {folder}: {exc.strerror or exc}") from None
+    except BaseException as exc:
+        for name in (PREDICTIONS_FILE, *TRACE_FILES):
+            (folder / name).unlink(missing_ok=True)
+        for tmp in folder.glob(f".*.{os.getpid()}.tmp"):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise UserError(
+                f"cannot write the run to {folder} ({exc.strerror or exc}); "
+                f"{unwritable_fix(folder)}"
+            ) from None
+        raise
     return folder
 
 
@@ -181,18 +193,46 @@ def _read_record(folder: Path) -> dict[str, Any]:
         for name, types in _RECORD_FIELDS.items()
         if not isinstance(record[name], tuple(t for t in types if t is not None))
     ]
-    metrics = record["metrics"]
-    if not wrong and not (
-        isinstance(metrics.get("epochs"), list)
-        and all(isinstance(epoch, dict) for epoch in metrics["epochs"])
-        and isinstance(metrics.get("windows"), dict)
-    ):
+    if not wrong and not _metrics_shape(record["metrics"]):
         wrong = ["metrics"]
+    divergence = record["divergence"]
+    if isinstance(divergence, dict) and not (
+        isinstance(divergence.get("reason"), str) and isinstance(divergence.get("step"), int)
+    ):
+        wrong.append("divergence")
     if not isinstance(record.get("skipped", []), list):
         wrong.append("skipped")
     if wrong:
         raise DamagedRunError(folder, f"{RUN_FILE} has field(s) {wrong} of the wrong type")
+    if record["status"] not in STATUSES:
+        raise DamagedRunError(
+            folder, f"{RUN_FILE} has the unknown status {record['status']!r} (not {STATUSES})"
+        )
+    if record["status"] == "diverged" and divergence is None:
+        raise DamagedRunError(folder, f"{RUN_FILE} says the run diverged but not where")
     return record
+
+
+def _metrics_shape(metrics: dict[str, Any]) -> bool:
+    """Per-epoch records with their test metrics, and windows with their samples and sets."""
+    epochs, windows = metrics.get("epochs"), metrics.get("windows")
+    return (
+        isinstance(epochs, list)
+        and all(
+            isinstance(e, dict)
+            and isinstance(e.get("epoch"), int)
+            and isinstance(e.get("single"), dict)
+            and isinstance(e.get("averaged"), dict)
+            for e in epochs
+        )
+        and isinstance(windows, dict)
+        and all(
+            isinstance(w, dict)
+            and isinstance(w.get("samples"), int)
+            and isinstance(w.get("sets"), dict)
+            for w in windows.values()
+        )
+    )
 
 
 def _check_artifacts(folder: Path, record: dict[str, Any]) -> None:

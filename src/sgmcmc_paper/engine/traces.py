@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sgmcmc_paper.errors import DamagedRunError
+from sgmcmc_paper.errors import DamagedRunError, UserError
 
 TRACE_SEED = 1806_02855
 GROUPS = ("posterior", "sample_stats")
@@ -232,6 +232,8 @@ def load_traces(folder: Path):
     its first draw) is a ``ValueError``, as for a run in memory; an unreadable trace file is a
     :class:`~sgmcmc_paper.errors.DamagedRunError` naming the folder."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"run folder {folder} no longer exists (moved or deleted); load it again")
     nc = folder / "traces.nc"
     if nc.exists():
         try:
