@@ -1,7 +1,8 @@
 """``sgmcmc notebooks``: execute every notebook of ``notebooks/`` into ``book/notebooks/``.
 
 Runs them in name order through papermill at a profile, one progress line per notebook with
-its wall time; the first failure stops with one line naming the notebook and cell (exit 2).
+its wall time; the first failure stops with one line naming the notebook and cell (exit 2),
+and its partial output is kept in ``<out>.failed/`` beside the output folder.
 Stored results are reused unless ``--fresh`` (see :mod:`sgmcmc_paper.book.notebooks`). At ``paper``
 with no GPU, a notebook whose paper-profile runs are not all stored runs at ``quick`` instead (said
 on its line and in its provenance) unless ``--train-on-cpu``.
@@ -30,7 +31,11 @@ def register(subparsers) -> None:
     p.add_argument("--only", metavar="NAME", help="run one notebook (name, stem or prefix: 02)")
     p.add_argument("--device", help="passed to the notebooks: auto, cpu, cuda (default: auto)")
     p.add_argument(
-        "--out", metavar="DIR", type=Path, help="where executed notebooks go (book/notebooks)"
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="where executed notebooks go (book/notebooks); a failed one's partial output goes "
+        "to DIR.failed/",
     )
     p.add_argument(
         "--train-on-cpu",
