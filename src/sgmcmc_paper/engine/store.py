@@ -401,9 +401,12 @@ def run_or_load(
     device: str | torch.device = "auto",
     progress: bool = True,
     root: Path | None = None,
+    checkpoint_every: float | None = None,
 ) -> RunResult:
     """The stored result of ``config`` if there is one (made on any device), else run it,
     store it and return it. Diverged runs are results too: they are loaded, not retried.
+    A run in progress saves a checkpoint every ``checkpoint_every`` seconds (default
+    :data:`~sgmcmc_paper.engine.experiment.CHECKPOINT_EVERY_S`) and resumes from it.
 
     A stored result that skipped an out-of-distribution set which is installed now is run
     again and replaced, so a machine without the Debian packages cannot leave the store short.
@@ -417,7 +420,13 @@ def run_or_load(
         if again is not None and (found is None or again.path != found.path):
             return again
         checkpoint = checkpoint_path(config, root)
-        result = run(config, device=device, progress=progress, checkpoint=checkpoint)
+        result = run(
+            config,
+            device=device,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+        )
         stored = save_result(result, root, replace=found is not None)
         checkpoint.unlink(missing_ok=True)
         return load_result(stored, config)
