@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.protocol.config import ConfigError, RunConfig, Window
 from sgmcmc_paper.protocol.paper import METHODS
+from sgmcmc_paper.protocol.plan import notebook_configs
 from sgmcmc_paper.protocol.profiles import (
+    MIN_SAMPLES,
     PROFILES,
     as_described,
     as_released,
@@ -45,8 +48,64 @@ def test_windows_are_fitted_to_short_runs():
     small = paper.config("sgld", train_size=5000, epochs=10)  # 10 steps per epoch
     assert small.window("fig4").samples == 10 and small.window("fig4").end_epoch == 10
     assert small.window("table1").samples == 5  # steps 20, 40, ..., 100
+    # 4 steps in all: table1's 50 samples 20 apart would be 1; it takes 4, one per step
     one = paper.config("ksgld", train_size=2000, epochs=1)
-    assert [(w.end_epoch, w.samples) for w in one.windows] == [(1, 4), (1, 1)]
+    assert [(w.end_epoch, w.samples, w.every) for w in one.windows] == [(1, 4, 1), (1, 4, 1)]
+
+
+def _sample_counts(config):
+    """Each epoch's averaged samples and each window's, computed from the config alone: an
+    epoch's steps that are multiples of ``eval_every`` and its last step; a window's steps."""
+    spe = math.ceil(config.num_train / config.batch_size)
+    assert spe == config.steps_per_epoch
+    epochs = []
+    for k in range(1, config.epochs + 1):
+        steps = range((k - 1) * spe + 1, k * spe + 1)
+        epochs.append(sum(1 for t in steps if t % config.eval_every == 0 or t == k * spe))
+    windows = {}
+    for w in config.windows:
+        steps = w.steps(spe)
+        assert steps[0] >= 1 and steps[-1] <= config.epochs * spe
+        windows[w.name] = len(set(steps))
+    return epochs, windows
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_average_of_every_notebook_run_holds_at_least_three_samples(profile):
+    """DESIGN.md's results contract: no window and no per-epoch averaged predictive of any
+    config a notebook uses (protocol.plan) could average fewer than 3 samples."""
+    configs = notebook_configs(profile)
+    assert configs
+    for config in configs:
+        epochs, windows = _sample_counts(config)
+        where = f"{profile} {config.method} train_size={config.train_size} [{config.key()}]"
+        assert min(epochs) >= MIN_SAMPLES == 3, f"{where}: epoch averages of {epochs}"
+        assert tuple(epochs) == config.epoch_samples, where
+        assert all(n >= MIN_SAMPLES for n in windows.values()), f"{where}: windows {windows}"
+
+
+@pytest.mark.parametrize(
+    ("profile", "train_size", "eval_every", "samples"),
+    [
+        ("paper", None, 20, {6, 7}),  # 118 steps, every 20th and the last
+        ("paper", 5000, 1, {10}),  # smallMNIST: every step of 10
+        ("paper", 3000, 1, {6}),  # every step of 6
+        ("quick", None, 40, {3, 4}),
+        ("quick", 5000, 1, {10}),
+        ("ci", None, 1, {4}),
+        ("ci", 1500, 1, {3}),
+    ],
+)
+def test_per_epoch_sample_counts(profile, train_size, eval_every, samples):
+    prof = get_profile(profile)
+    small = {"train_size": train_size, "epochs": prof.small_epochs} if train_size else {}
+    config = prof.config("fsgd", **small)
+    assert config.eval_every == eval_every and set(config.epoch_samples) == samples
+
+
+def test_an_explicit_eval_every_is_kept():
+    config = get_profile("paper").config("sgd", train_size=5000, epochs=10, eval_every=20)
+    assert config.eval_every == 20 and config.epoch_samples[0] == 1
 
 
 def test_quick_profile_is_sized_for_a_cpu_reader():

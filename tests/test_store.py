@@ -271,6 +271,14 @@ DAMAGE = {
         lambda f: _rewrite_record(f, lambda r: r["metrics"]["windows"]["fig4"].pop("samples")),
         "['metrics'] of the wrong type",
     ),
+    "fate of an unknown status": (
+        lambda f: _rewrite_record(f, lambda r: r.update(fate={"status": "stalled"})),
+        "'fate' of the wrong type",
+    ),
+    "fate a string": (
+        lambda f: _rewrite_record(f, lambda r: r.update(fate="complete")),
+        "'fate' of the wrong type",
+    ),
     "artifacts not an object": (
         lambda f: _rewrite_record(f, lambda r: r.update(artifacts=[1])),
         "'artifacts' of the wrong type",
@@ -322,6 +330,17 @@ def test_a_damaged_entry_is_named_moved_aside_and_the_next_request_trains_it(
     assert again.status == "complete" and again.path == folder
     assert folder in _finished(tmp_path)
     assert store.store_size("ci", tmp_path)["runs"] == 1  # the damaged copy is not counted
+
+
+def test_a_run_stores_its_fate_and_one_stored_before_fates_gets_it_on_load(result, tmp_path):
+    folder = save_result(result, tmp_path)
+    record = json.loads((folder / RUN_FILE).read_text())
+    complete = {"status": "complete", "epoch": None, "reason": ""}
+    assert record["fate"] == result.fate.to_dict() == complete
+    assert record["provenance"]["git_commit_source"] == "HEAD when the run was made"
+    _rewrite_record(folder, lambda r: r.pop("fate"))  # as written before fates existed
+    loaded = load_result(folder)
+    assert loaded.fate == result.fate and loaded.status == "complete"
 
 
 def test_a_garbage_npz_trace_is_a_damaged_entry(result, tmp_path, monkeypatch):
@@ -465,3 +484,40 @@ def test_traces_of_a_run_folder_that_has_gone_say_so(result, tmp_path):
     shutil.rmtree(folder)
     with pytest.raises(UserError, match=f"run folder {folder} no longer exists"):
         loaded.traces()
+
+
+# ---------------------------------------------------------------------- provenance (#26)
+def test_every_stored_run_records_its_git_commit():
+    """Every run of the committed stores names the commit of the code that made it (recorded
+    then, or backfilled from the store's history, which says so)."""
+    from sgmcmc_paper.engine.provenance import BACKFILLED, RECORDED
+
+    repo = TESTS.parent
+    records = [
+        json.loads(p.read_text())
+        for profile in ("paper", "quick")
+        for p in sorted((repo / "results" / profile).glob(f"*/{RUN_FILE}"))
+    ]
+    assert records
+    missing = [r["key"] for r in records if not r["provenance"].get("git_commit")]
+    assert missing == []
+    sources = {r["provenance"].get("git_commit_source", RECORDED) for r in records}
+    assert sources <= {RECORDED, BACKFILLED}
+
+
+def test_a_missing_commit_is_backfilled_from_the_commit_that_added_the_run(result, tmp_path):
+    from sgmcmc_paper.engine.provenance import BACKFILLED, backfill_git_commits
+
+    folder = save_result(result, tmp_path)
+    _rewrite_record(folder, lambda r: r["provenance"].update(git_commit=None))
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "a run"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert backfill_git_commits([folder]) == [folder]
+    provenance = load_result(folder).provenance  # still loads: artifact sizes unchanged
+    assert provenance["git_commit"] == head and provenance["git_commit_source"] == BACKFILLED
+    assert backfill_git_commits([folder]) == []  # a recorded commit is left alone

@@ -18,6 +18,8 @@
 A non-finite loss (or, at evaluations, non-finite weights or model outputs) stops the run: it is
 returned with ``status="diverged"``, the step, epoch and reason, and what was measured before;
 an epoch whose outputs or metrics are not all finite is never recorded as a valid epoch.
+A run that finishes with its model at chance after having learned is ``collapsed``: its
+:attr:`RunResult.fate` (:mod:`sgmcmc_paper.engine.fate`) says so, with the epoch it fell.
 Randomness comes from the config's seed alone (initialisation and batch order on the CPU, so
 they are the same on every device; sampler and K-FAC noise on the device); the caller's global
 RNG state is left untouched. Training data and evaluation sets live on the device; on a CPU
@@ -44,6 +46,7 @@ import torch
 
 from sgmcmc.allocator import keep_freed_memory
 from sgmcmc_paper.engine.checkpoint import load_checkpoint, save_checkpoint
+from sgmcmc_paper.engine.fate import Fate, fate
 from sgmcmc_paper.engine.monitor import Progress, Timer
 from sgmcmc_paper.engine.provenance import device_name, provenance
 from sgmcmc_paper.errors import DamagedRunError, UserError
@@ -64,8 +67,10 @@ CHECK_EVERY = 10
 class RunResult:
     """What a run produced; :mod:`sgmcmc_paper.engine.store` writes and reads it.
 
-    ``status`` is ``"complete"`` or ``"diverged"`` (then ``divergence`` holds ``step`` and
-    ``reason``). ``skipped`` names out-of-distribution sets that were not installed, and
+    ``status`` is how training ended, ``"complete"`` or ``"diverged"`` (then ``divergence``
+    holds ``step``, ``epoch`` and ``reason``); :attr:`fate` is what became of the run,
+    ``complete``, ``diverged`` or ``collapsed`` (:mod:`sgmcmc_paper.engine.fate`), the one
+    tables and claims read. ``skipped`` names out-of-distribution sets that were not installed, and
     ``notes`` say why. ``trace_arrays`` are the raw traces; :meth:`traces` gives InferenceData.
     """
 
@@ -87,6 +92,13 @@ class RunResult:
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+    @property
+    def fate(self) -> Fate:
+        """``complete``, ``diverged`` (epoch, reason) or ``collapsed`` (the epoch it fell to
+        chance, and why), computed from the per-epoch metrics by the rule of
+        :mod:`sgmcmc_paper.engine.fate` (stored runs get it on load)."""
+        return fate(self)
 
     def epochs(self):
         """Per-epoch metrics as a long pandas DataFrame: ``epoch, mode, metric, value``."""

@@ -1,7 +1,7 @@
 """The run store: ``results/<profile>/<key>/``, one folder per finished run, never weights.
 
-A run folder holds ``run.json`` (key, status, config, metrics, divergence, notes, provenance
-with versions, device name, wall times and git commit, and the artifact sizes),
+A run folder holds ``run.json`` (key, status, fate, config, metrics, divergence, notes,
+provenance with versions, device name, wall times and git commit, and the artifact sizes),
 ``predictions.npz`` (compressed per-example summaries: :mod:`sgmcmc_paper.engine.evaluation`) and
 ``traces.nc`` (or ``traces.npz`` where no netCDF-4 engine was installed:
 :mod:`sgmcmc_paper.engine.traces`).
@@ -11,7 +11,11 @@ result made on a GPU is found from a CPU. Writes are atomic: a run is written in
 ``.tmp-<key>-<pid>`` folder and renamed into place only when complete, so a killed run leaves
 nothing that looks finished, and rerunning simply runs again. When two processes finish the
 same key, the first rename wins and the other's copy is discarded. Diverged runs are stored
-too (``status: "diverged"``), so a sweep does not retry them. A run in progress keeps a
+too (``status: "diverged"``), so a sweep does not retry them. ``status`` is how training
+ended (``complete`` or ``diverged``); ``fate`` (:mod:`sgmcmc_paper.engine.fate`: ``complete``,
+``diverged`` or ``collapsed``, with epoch and reason) is written for readers of ``run.json``
+and recomputed from the metrics on load, so runs stored before fates existed (no ``fate``
+field) load as they are and get theirs. A run in progress keeps a
 checkpoint in ``<profile>/.checkpoints/<key>.pt`` (:mod:`sgmcmc_paper.engine.checkpoint`): a killed
 run resumes from it when asked for again, and it is deleted once the result is stored.
 
@@ -39,6 +43,7 @@ import numpy as np
 import torch
 
 from sgmcmc_paper.engine.experiment import RunResult, run
+from sgmcmc_paper.engine.fate import FATES
 from sgmcmc_paper.engine.locks import file_lock
 from sgmcmc_paper.errors import DamagedRunError, UserError
 from sgmcmc_paper.paths import ensure_dir, results_dir, unwritable_fix
@@ -47,8 +52,9 @@ from sgmcmc_paper.protocol.config import ConfigError, RunConfig
 RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.npz"
 TRACE_FILES = ("traces.nc", "traces.npz")
-#: A run's fates (DESIGN.md, results contract).
-STATUSES = ("complete", "diverged", "collapsed")
+#: How a stored run's training ended (``run.json``'s ``status``); ``collapsed`` is a fate
+#: (:data:`~sgmcmc_paper.engine.fate.FATES`), accepted here too.
+STATUSES = FATES
 #: How a folder moved aside by :func:`quarantine` is named: ``<key>.damaged-<time>``.
 DAMAGED = ".damaged-"
 #: The first bytes of a netCDF-4 (HDF5) file, and of a classic netCDF one.
@@ -84,6 +90,7 @@ def write_folder(result: RunResult, folder: Path) -> Path:
         record = {
             "key": result.key,
             "status": result.status,
+            "fate": result.fate.to_dict(),
             "config": result.config.to_dict(),
             "metrics": result.metrics,
             "divergence": result.divergence,
@@ -210,7 +217,20 @@ def _read_record(folder: Path) -> dict[str, Any]:
         )
     if record["status"] == "diverged" and divergence is None:
         raise DamagedRunError(folder, f"{RUN_FILE} says the run diverged but not where")
+    if "fate" in record and not _fate_shape(record["fate"]):
+        raise DamagedRunError(folder, f"{RUN_FILE} has a field 'fate' of the wrong type")
     return record
+
+
+def _fate_shape(fate: Any) -> bool:
+    """A stored fate: ``{"status": one of FATES, "epoch": int or null, "reason": str}``
+    (written since fates exist; older records have none and get theirs on load)."""
+    return (
+        isinstance(fate, dict)
+        and fate.get("status") in FATES
+        and (fate.get("epoch") is None or isinstance(fate.get("epoch"), int))
+        and isinstance(fate.get("reason", ""), str)
+    )
 
 
 def _metrics_shape(metrics: dict[str, Any]) -> bool:

@@ -21,11 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sgmcmc.posterior import potential
-from sgmcmc_paper.protocol.config import RunConfig
-
-#: Rows of each layer's input statistics per K-FAC update (``KFAC(max_rows=...)``), fixed
-#: here so that a change of the library's default cannot change stored results.
-KFAC_MAX_ROWS = 4096
+from sgmcmc_paper.protocol.config import PSGLD_DEFAULTS, RunConfig
 
 
 class Trainer:
@@ -59,6 +55,7 @@ class Trainer:
             convention=c.convention,
             precondition=c.precondition,
             temperature=c.temperature,
+            weight_decay=0.0,  # the langevin convention's prior is in the potential
             generator=generator,
         )
         if c.algorithm == "sgld":
@@ -68,7 +65,10 @@ class Trainer:
         if c.method == "psgld":
             from sgmcmc.samplers.psgld import PSGLD
 
-            return PSGLD(params, c.lr, alpha=c.psgld_alpha, eps=c.psgld_eps, **common)
+            alpha, eps = PSGLD_DEFAULTS[c.convention]  # pinned: a config's None means these
+            alpha = alpha if c.psgld_alpha is None else c.psgld_alpha
+            eps = eps if c.psgld_eps is None else c.psgld_eps
+            return PSGLD(params, c.lr, alpha=alpha, eps=eps, **common)
         from sgmcmc.kfac import KFAC
         from sgmcmc.samplers.ksgld import KSGLD
 
@@ -81,7 +81,8 @@ class Trainer:
             inverse_every=c.kfac_inverse_every,
             fisher=c.kfac_fisher,
             eigen_rtol=c.kfac_eigen_rtol,
-            max_rows=KFAC_MAX_ROWS,
+            factor_init=c.kfac_factor_init,
+            max_rows=c.kfac_max_rows,
             generator=kfac_generator,
         )
         num_data = self.num_data if c.convention == "langevin" else None  # paper: s = 1

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sgmcmc.kfac.eigen import DAMPING_MODES
-from sgmcmc.kfac.estimator import FISHERS
+from sgmcmc.kfac.estimator import FACTOR_INITS, FISHERS
 from sgmcmc.samplers.base import CONVENTIONS, PRECONDITIONS
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.protocol.models import INITS
@@ -41,7 +41,16 @@ WINDOW_SETS = ("test", "fgsm", "ood")
 TRAIN_SIZES = {("mnist", "test"): 60_000, ("mnist", "validation"): 50_000}
 # Fields added after results were stored, with the values that reproduce the behaviour from
 # before they existed: left out of a config's key at those values, so stored keys still hold.
-LATE_FIELDS: dict[str, tuple] = {"kfac_eigen_rtol": (None, 0.0)}
+LATE_FIELDS: dict[str, tuple] = {
+    "kfac_eigen_rtol": (None, 0.0),
+    "kfac_factor_init": (None, "identity"),
+    "kfac_max_rows": (None, 4096),
+}
+#: pSGLD's ``alpha`` and ``eps`` per convention when a config leaves them ``None``: the values
+#: every stored run used (:class:`sgmcmc.PSGLD`'s defaults when they were made), passed to the
+#: sampler explicitly so that a change of the library's defaults cannot change a stored result
+#: under the same key. Changing them here changes results: bump :data:`RESULT_SCHEMA` with them.
+PSGLD_DEFAULTS: dict[str, tuple[float, float]] = {"paper": (0.96, 1e-10), "langevin": (0.99, 1e-5)}
 #: Bump when the engine's output for an unchanged config changes meaning; it is part of the key.
 RESULT_SCHEMA = 1
 
@@ -128,7 +137,8 @@ class RunConfig:
     (the released code's 0.01 for SGD/FSGD and 0.02 for the Langevin methods, in each
     convention's units; pSGLD's and KSGLD's own where their drift is preconditioned);
     ``precondition`` "noise" (paper) or "both" (langevin); pSGLD's ``alpha``/``eps`` the
-    sampler's per-convention defaults (:class:`sgmcmc.PSGLD`).
+    values of :data:`PSGLD_DEFAULTS` for the convention (:class:`sgmcmc.PSGLD`'s defaults,
+    pinned here).
 
     ``sgd`` and ``fsgd`` are one training (``torch.optim.SGD``); every run records both the
     single model and the window-averaged predictions, so they share one stored result: SGD's
@@ -138,7 +148,13 @@ class RunConfig:
     was the identity: KSGLD then takes exactly SGLD's step (book/reproduction_notes.md), so it
     is trained as ``sgld`` and shares SGLD's stored result (its other ``kfac_*`` fields are
     ignored).
-    ``kfac_eigen_rtol`` is :class:`sgmcmc.KFAC`'s ``eigen_rtol`` (``0``: exact K-FAC).
+    ``kfac_eigen_rtol`` is :class:`sgmcmc.KFAC`'s ``eigen_rtol`` (``0``: exact K-FAC),
+    ``kfac_factor_init`` its ``factor_init`` (``"identity"``: the factors start at ``I``, as
+    tf.contrib.kfac's) and ``kfac_max_rows`` its ``max_rows`` (input rows per layer and factor
+    update). Every K-FAC argument that changes a result is a field here, passed explicitly, so
+    that a changed library default cannot be silently reused from the store; fields added
+    after runs were stored are :data:`LATE_FIELDS`, left out of the key at the value those
+    runs used.
     """
 
     method: str
@@ -158,6 +174,8 @@ class RunConfig:
     kfac_inverse_every: int | None = 100
     kfac_fisher: str | None = "sampled"
     kfac_eigen_rtol: float | None = 0.0
+    kfac_factor_init: str | None = "identity"
+    kfac_max_rows: int | None = 4096
     kfac_update: bool | None = True
     init: str = "tf"
     dataset: str = "mnist"
@@ -265,6 +283,8 @@ class RunConfig:
         _check_int("kfac_inverse_every", self.kfac_inverse_every, 1)
         _check_choice("kfac_fisher", self.kfac_fisher, FISHERS)
         _check_unit_interval("kfac_eigen_rtol", self.kfac_eigen_rtol, " (0: exact K-FAC)")
+        _check_choice("kfac_factor_init", self.kfac_factor_init, FACTOR_INITS)
+        _check_int("kfac_max_rows", self.kfac_max_rows, 1)
         set_(self, "kfac_update", True)
 
     def _resolve_windows(self) -> tuple[Window, ...]:
@@ -306,6 +326,16 @@ class RunConfig:
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+    @property
+    def epoch_samples(self) -> tuple[int, ...]:
+        """Samples in each epoch's averaged predictive: the steps of the epoch that are
+        multiples of ``eval_every``, and its last step (always a sample)."""
+        spe, every = self.steps_per_epoch, self.eval_every
+        return tuple(
+            (k * spe) // every - ((k - 1) * spe) // every + (1 if (k * spe) % every else 0)
+            for k in range(1, self.epochs + 1)
+        )
 
     @property
     def algorithm(self) -> str:

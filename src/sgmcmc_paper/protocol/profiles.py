@@ -9,6 +9,17 @@ out-of-distribution), ``table1`` is "the last 50 samples, every 20 steps, of the
 (Table 1, FGSM). With a constant learning rate the first 10 epochs of the 20-epoch run are the
 10-epoch run, so one run per (method, seed) serves Figs. 1, 2, 4 and Table 1.
 
+Averages average (DESIGN.md, results contract): every per-epoch averaged predictive and every
+window holds at least :data:`MIN_SAMPLES` samples. A run's epoch averages one sample every
+``eval_every`` steps and its last step (:attr:`RunConfig.epoch_samples`); where the profile's
+spacing would leave an epoch fewer than :data:`MIN_SAMPLES` (smallMNIST: 10 or 6 steps per
+epoch against a spacing of 20 or 40), :meth:`Profile.config` samples every step instead, so a
+smallMNIST epoch averages all its 10 (5,000 images) or 6 (3,000 images) steps. A window that a
+short run cannot fit at its spacing is fitted with closer samples (:meth:`Profile.windows_for`).
+Per profile, the samples in each epoch's average: ``paper`` 6 or 7 (MNIST, 118 steps every
+20), 10 or 6 (smallMNIST, every step); ``quick`` 3 or 4 (118 steps every 40), 10 (smallMNIST
+5,000, every step); ``ci`` 4 (4 steps, every step) and 3 (smallMNIST 1,500: 3 steps).
+
 Evaluation cost, counted in one-image forward passes (on this CPU a training step costs about
 two per image): the per-epoch curves cost ``test_size`` every ``eval_every`` steps; a window
 sample costs the test subset, each out-of-distribution subset, and for FGSM one forward and two
@@ -31,6 +42,9 @@ from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.protocol.config import LANGEVIN_PRECONDITIONED_LR, ConfigError, RunConfig, Window
 from sgmcmc_paper.protocol.hparams import tuned_overrides
 from sgmcmc_paper.protocol.paper import LEARNING_RATES
+
+#: The fewest samples any averaged predictive holds: each epoch's average and each window.
+MIN_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -67,20 +81,40 @@ class Profile:
 
     def windows_for(self, epochs: int, num_train: int, batch_size: int) -> tuple[Window, ...]:
         """The profile's windows fitted to a run: a window ending after the run ends at its
-        last epoch, and one reaching back before step 1 keeps the samples that exist."""
+        last epoch, and one reaching back before step 1 keeps the samples that exist; where
+        that would leave fewer than :data:`MIN_SAMPLES` (of a window asking for more), its
+        samples are taken closer together, as far apart as the run allows."""
         spe = math.ceil(num_train / batch_size)
         fitted = []
         for w in self.windows:
             end = epochs if w.end_epoch is None else min(w.end_epoch, epochs)
-            samples = w.samples if w.samples is not None else math.ceil(spe / w.every)
-            samples = min(samples, (end * spe - 1) // w.every + 1)
-            fitted.append(dataclasses.replace(w, end_epoch=end, samples=samples))
+            wanted = w.samples if w.samples is not None else math.ceil(spe / w.every)
+            every, last = w.every, end * spe
+            floor = min(wanted, MIN_SAMPLES)
+            if (last - 1) // every + 1 < floor:  # a short run: closer samples
+                every = max(1, (last - 1) // (floor - 1))
+            samples = min(wanted, (last - 1) // every + 1)
+            fitted.append(dataclasses.replace(w, end_epoch=end, samples=samples, every=every))
         return tuple(fitted)
+
+    def eval_every_for(self, epochs: int, num_train: int, batch_size: int) -> int:
+        """The spacing of a run's per-epoch samples: the profile's ``eval_every``, or every
+        step where that would leave an epoch's average fewer than :data:`MIN_SAMPLES`
+        samples (short epochs: smallMNIST)."""
+        probe = RunConfig(
+            method="sgd",
+            epochs=epochs,
+            train_size=num_train,
+            batch_size=batch_size,
+            eval_every=self.eval_every,
+        )
+        return self.eval_every if min(probe.epoch_samples) >= MIN_SAMPLES else 1
 
     def config(self, method: str, **overrides: Any) -> RunConfig:
         """A :class:`RunConfig` with this profile's sizes; ``overrides`` set any field.
 
-        Windows, unless given, are the profile's, fitted to the run (:meth:`windows_for`).
+        Windows, unless given, are the profile's, fitted to the run (:meth:`windows_for`);
+        ``eval_every``, unless given, is the profile's or every step (:meth:`eval_every_for`).
         """
         known = {f.name for f in dataclasses.fields(RunConfig)}
         unknown = sorted(set(overrides) - known)
@@ -99,9 +133,13 @@ class Profile:
             "profile": self.name,
             **overrides,
         }
-        if "windows" not in overrides:
+        if "windows" not in overrides or "eval_every" not in overrides:
             probe = RunConfig(method="sgd", **{**fields, "windows": ()})
-            fields["windows"] = self.windows_for(probe.epochs, probe.num_train, probe.batch_size)
+            shape = (probe.epochs, probe.num_train, probe.batch_size)
+            if "windows" not in overrides:
+                fields["windows"] = self.windows_for(*shape)
+            if "eval_every" not in overrides:
+                fields["eval_every"] = self.eval_every_for(*shape)
         return RunConfig(method=method, **fields)
 
 
@@ -110,13 +148,13 @@ PROFILES: dict[str, Profile] = {
         name="ci",
         train_size=2_000,
         epochs=2,
-        small_train_sizes=(1_000,),
+        small_train_sizes=(1_500,),
         small_epochs=2,
         test_size=256,
         attack_size=64,
         ood_size=128,
         probe_size=16,
-        eval_every=2,
+        eval_every=1,
         trace_every=1,
         trace_per_tensor=4,
         windows=(

@@ -8,8 +8,12 @@ profile)::
      "sweeps":   {"<same key>": {budget, SGD reference, compute used, stop reason,
                                  selected trial, the trial table}, ...}}
 
-``selected`` holds, per sweep, the winning trial's swept fields (run-config names); a sweep
-without a successful trial removes its entry. Each write re-reads the file under a lock and
+``selected`` holds, per sweep, the winning trial's swept fields (run-config names) and, for
+KSGLD, the K-FAC damping mode its trials ran with (``kfac_damping_mode``: a rate tuned with one
+mode is not a tuned rate for the other); a sweep without a successful trial removes its entry.
+A sweep entry may carry ``flags``: one-line notes on how far its selection can be trusted
+(:func:`selection_flags`), e.g. :data:`KSGLD_EXACT_FLAG` on the KSGLD selections searched before
+the mode was recorded. Each write re-reads the file under a lock and
 replaces only its own keys, so sweeps of different methods may run at the same time; the
 file is replaced atomically (temporary file, then rename).
 """
@@ -29,6 +33,18 @@ from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import results_dir
 from sgmcmc_paper.protocol.hparams import hparams_path, selection_key
 from sgmcmc_paper.sweep.walk import Trial, Walk
+
+#: Config fields a method's trials hold fixed that change what its selected rate means: they
+#: are recorded with the selection (``selected``) and the sweep (``sweeps``).
+RECORDED_FIXED = {"ksgld": ("kfac_damping_mode",)}
+#: The flag of the KSGLD selections of ``results/hparams/paper.json`` (issue 26): their trials
+#: ran with the config's default exact damping, the as-described runs use factored damping.
+KSGLD_EXACT_FLAG = (
+    "searched with exact K-FAC damping (the trials kept the run config's default, "
+    "kfac_damping_mode='exact'), while the 'as described' KSGLD runs that take this rate damp "
+    "factor by factor (kfac_damping_mode='factored', as tf.contrib.kfac): the rate was not "
+    "searched for the damping the runs use; the sweep has not been rerun"
+)
 
 
 @dataclass
@@ -72,11 +88,31 @@ class SweepResult:
 
     @property
     def hparams(self) -> dict[str, Any] | None:
-        """The selected trial's swept fields (without method and convention)."""
+        """The selected trial's swept fields (without method and convention), and the fixed
+        fields that qualify them (:data:`RECORDED_FIXED`)."""
         best = self.selected
         if best is None:
             return None
-        return {k: v for k, v in best.fields.items() if k not in ("method", "convention")}
+        chosen = {k: v for k, v in best.fields.items() if k not in ("method", "convention")}
+        return {**chosen, **self.fixed(best)}
+
+    def fixed(self, trial: Trial | None = None) -> dict[str, Any]:
+        """The :data:`RECORDED_FIXED` fields of ``trial`` (default the first), as its run had
+        them."""
+        names = RECORDED_FIXED.get(self.method, ())
+        trial = trial or (self.walk.trials[0] if self.walk.trials else None)
+        if not names or trial is None:
+            return {}
+        from sgmcmc_paper.sweep.trial import trial_config
+
+        fields = {
+            **trial.fields,
+            "method": self.method,
+            "convention": self.convention,
+            "train_size": self.train_size,
+        }
+        config = trial_config(self.profile, fields)
+        return {name: getattr(config, name) for name in names}
 
     @property
     def recomputed(self) -> int:
@@ -91,7 +127,7 @@ class SweepResult:
         best = self.selected
         choice = (
             f"selected trial {best.index} "
-            + ", ".join(f"{k}={v:g}" for k, v in self.hparams.items())
+            + ", ".join(f"{k}={_short(v)}" for k, v in self.hparams.items())
             + f" (validation accuracy {best.outcome.val_accuracy:.4f})"
             if best is not None
             else "no trial succeeded: nothing selected"
@@ -121,12 +157,18 @@ class SweepResult:
             "compute_s": self.compute_s,
             "budget_used": self.budget_used,
             "stop_reason": self.walk.stop_reason,
+            **self.fixed(best),
             "engine": self.engine,
             "selected_trial": None if best is None else best.index,
             "validation_accuracy": None if best is None else best.outcome.val_accuracy,
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "trials": [t.row() for t in self.walk.trials],
         }
+
+
+def _short(value: Any) -> str:
+    """A number as ``:g`` writes it, anything else as it is."""
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def _finite(value: float) -> float | None:
@@ -189,6 +231,35 @@ def read_file(path: Path) -> dict[str, Any] | None:
     if not isinstance(content, dict):
         raise UserError(f"{path} does not hold a JSON object; restore it from git or delete it")
     return content
+
+
+def selection_flags(profile: str) -> dict[str, list[str]]:
+    """``{selection key: flags}`` of a profile's sweeps that carry any (module docstring), for
+    the book to show beside the rates it uses."""
+    return {key: list(entry["flags"]) for key, entry in load_sweeps(profile).items()
+            if entry.get("flags")}  # fmt: skip
+
+
+def flag_selection(profile: str, key: str, flag: str, **fixed: Any) -> Path:
+    """Add ``flag`` to the sweep ``key`` of ``results/hparams/<profile>.json`` (once) and
+    record ``fixed`` (e.g. the damping mode its trials ran with) in its selection and sweep
+    entries, under the file's lock, atomically; the selected rates are left as they are."""
+    path = hparams_path(profile)
+    with _locked(profile):
+        content = read_file(path)
+        if content is None or key not in content.get("sweeps", {}):
+            raise UserError(f"{path} has no sweep {key!r} to flag")
+        sweep = content["sweeps"][key]
+        sweep.update(fixed)
+        if key in content.get("selected", {}):
+            content["selected"][key].update(fixed)
+        flags = sweep.setdefault("flags", [])
+        if flag not in flags:
+            flags.append(flag)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    return path
 
 
 def load_sweeps(profile: str) -> dict[str, dict[str, Any]]:
