@@ -7,7 +7,8 @@
 # Settings (environment):
 #   SECONDS_TOTAL    wall-time budget (default 540): no run starts that cannot end inside it
 #   RUN_SECONDS      how long one run takes on this machine with WORKERS sharing it (default 200)
-#   WORKERS          training processes sharing the GPU (default 8)
+#   WORKERS          training processes sharing the GPU (default 8): precompute.py, a thin
+#                    wrapper of `sgmcmc fill --engine processes` (no Ray on this image)
 #   SWEEPS=0         skip the grid searches
 #   PRECOMPUTE_ARGS  extra arguments of precompute.py (e.g. "--convention langevin")
 #   BENCH_METHODS    the benchmark's methods ("" skips it); it runs last, on an idle GPU
@@ -21,7 +22,7 @@
 # store out of the upload for the call (delete the `!results/paper/` line of .gitignore and
 # `git rm -r -q --cached results/paper`; afterwards `git checkout .gitignore && git reset -q`)
 # and pass PRECOMPUTE_ARGS that select only missing runs, since the machine's store is empty:
-#   python .ci/device/precompute.py --notebook 06_gradient_or_noise 07_noise_conventions \
+#   sgmcmc fill --profile paper --notebooks 06_gradient_or_noise 07_noise_conventions \
 #     --write-missing .carry/keys.txt        (here), then PRECOMPUTE_ARGS="--keys .carry/keys.txt"
 set -u
 # shellcheck source=cuda_tests.sh

@@ -3,101 +3,31 @@ GPU (the paper's CNN at batch 512 is launch-bound, so one process leaves most of
 
     PYTHONPATH=src python .ci/device/precompute.py --profile paper --workers 8 --device cuda
 
-The runs are :func:`sgmcmc_paper.protocol.plan.notebook_configs`; whatever it misses, the notebooks
-train themselves. Runs go through ``run_or_load``, whose
-per-key lock makes each config train once however many workers ask for it. This script
-needs neither papermill nor Ray, so it runs on the bare GPU image (torch, numpy, pandas,
-xarray, scipy) with ``PYTHONPATH=src``.
+A thin wrapper of ``sgmcmc fill`` for the bare GPU image (torch, numpy, pandas, xarray, scipy;
+no Ray, papermill or ArviZ), run with ``PYTHONPATH=src``: the runs are
+:func:`sgmcmc_paper.engine.fill.select_configs` (those of
+:func:`sgmcmc_paper.protocol.plan.notebook_configs`, filtered as below), and
+:func:`sgmcmc_paper.engine.fill.fill_store` trains the missing ones with the ``processes``
+engine (``--workers`` local processes; ``serial`` with one), each key once, a killed worker's
+run resumed from its checkpoint. ``sgmcmc fill --engine processes --workers N`` is the same.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import time
+import sys
 from pathlib import Path
 
 from sgmcmc.samplers.base import CONVENTIONS
-from sgmcmc_paper.engine.store import find_result, run_or_load
-from sgmcmc_paper.protocol.plan import notebook_configs
+from sgmcmc_paper.engine.fill import describe, fill_store, select_configs, survey
 
 
-def _configs(
-    profile: str,
-    released_only: bool,
-    train_sizes: tuple[int, ...] | None,
-    notebooks: tuple[str, ...] | None = None,
-    convention: str | None = None,
-    keys: frozenset[str] | None = None,
-) -> list:
-    configs = _all_configs(profile, released_only)
-    if keys is not None:
-        configs = [c for c in configs if c.key() in keys]
-    if convention is not None:
-        configs = [c for c in configs if c.convention == convention]
-    if train_sizes is not None:
-        configs = [c for c in configs if c.train_size in train_sizes]
-    if notebooks is not None:
-        wanted = {c.key() for stem in notebooks for c in notebook_configs(profile, stem)}
-        configs = [c for c in configs if c.key() in wanted]
-    return configs
-
-
-def _all_configs(profile: str, released_only: bool) -> list:
-    if not released_only:
-        return notebook_configs(profile)
-    from sgmcmc_paper.analysis import tables
-    from sgmcmc_paper.protocol.profiles import get_profile
-
-    prof = get_profile(profile)
-    named = ["as released"]
-    configs = list(tables.reproduction_configs(profile, prof.seeds, configurations=named).values())
-    for size in prof.small_train_sizes:
-        small = tables.reproduction_configs(
-            profile, prof.seeds, configurations=named, train_size=size, epochs=prof.small_epochs
-        )
-        configs += small.values()
-    unique = {c.key(): c for c in configs}.values()
-    # The main runs, then smallMNIST at the paper's 5,000 and the code's 3,000, seed by seed.
-    return sorted(unique, key=lambda c: (-(c.train_size or 10**9), c.seed))
-
-
-def _worker(
-    rank: int,
-    workers: int,
-    profile: str,
-    device: str,
-    deadline: float,
-    released_only: bool,
-    train_sizes: tuple[int, ...] | None,
-    notebooks: tuple[str, ...] | None,
-    convention: str | None,
-    keys: frozenset[str] | None,
-) -> None:
-    configs = _configs(profile, released_only, train_sizes, notebooks, convention, keys)
-    # Rotate the order so that workers start on different runs; the store's lock does the rest.
-    order = configs[rank::workers] + [c for i, c in enumerate(configs) if i % workers != rank]
-    for config in order:
-        if time.time() > deadline:
-            print(f"worker {rank}: deadline reached", flush=True)
-            return
-        started = time.time()
-        result = run_or_load(config, device=device, progress=False)
-        took = time.time() - started
-        if took > 1:
-            print(
-                f"worker {rank}: {config.method} {config.key()[:10]} {took:.1f}s "
-                f"{'diverged' if result.diverged else 'ok'}",
-                flush=True,
-            )
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="paper")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--seconds", type=float, default=1e9, help="stop starting runs after")
+    parser.add_argument("--seconds", type=float, default=None, help="stop starting runs after")
     parser.add_argument("--list", action="store_true", help="print the configs and exit")
     parser.add_argument(
         "--released-only",
@@ -134,47 +64,37 @@ def main() -> None:
         help="write the keys of the selected configs that this store lacks to FILE and exit",
     )
     args = parser.parse_args()
-    keys = frozenset(Path(args.keys).read_text().split()) if args.keys else None
-    train_sizes = tuple(args.train_size) if args.train_size else None
-    notebooks = tuple(args.notebook) if args.notebook else None
-    configs = _configs(
-        args.profile, args.released_only, train_sizes, notebooks, args.convention, keys
+    configs = select_configs(
+        args.profile,
+        args.notebook,
+        convention=args.convention,
+        train_sizes=args.train_size,
+        keys=Path(args.keys).read_text().split() if args.keys else None,
+        released_only=args.released_only,
     )
     print(f"{len(configs)} configs for profile {args.profile}", flush=True)
     if args.write_missing:
-        missing = [c.key() for c in configs if find_result(c) is None]
+        missing = [c.key() for c in survey(configs).missing]
         Path(args.write_missing).write_text("".join(f"{k}\n" for k in missing))
         print(f"{len(missing)} missing, keys written to {args.write_missing}")
-        return
+        return 0
     if args.list:
-        for c in configs:
-            print(c.key()[:10], c.method, c.convention, c.train_size, c.epochs, c.seed)
-        return
-    deadline = time.time() + args.seconds
-    ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(
-            target=_worker,
-            args=(
-                r,
-                args.workers,
-                args.profile,
-                args.device,
-                deadline,
-                args.released_only,
-                train_sizes,
-                notebooks,
-                args.convention,
-                keys,
-            ),
-        )
-        for r in range(args.workers)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
+        for config in configs:
+            print(describe(config))
+        return 0
+    report = fill_store(
+        configs,
+        engine="processes" if args.workers > 1 else "serial",
+        workers=args.workers,
+        device=args.device,
+        time_limit=args.seconds,
+        log=lambda line: print(line, flush=True),
+    )
+    print(report.summary(), flush=True)
+    for config, reason in report.failed:
+        print(f"failed: {describe(config)}: {reason}", flush=True)
+    return 0 if not report.failed else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

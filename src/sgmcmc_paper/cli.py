@@ -18,6 +18,7 @@ EXTRAS = {
     "data": ("paper",),
     "run": ("paper",),
     "sweep": ("paper", "sweep"),
+    "fill": ("paper",),  # and "sweep" for --engine ray (the command says so)
     "notebooks": ("paper", "book"),
 }
 COMMANDS = tuple(EXTRAS)

@@ -22,7 +22,7 @@ from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import data_dir, results_dir
 from sgmcmc_paper.protocol.config import RunConfig
 from sgmcmc_paper.protocol.profiles import get_profile
-from sgmcmc_paper.sweep.engines import ENGINES, RayOptions, ray_session, run_on_ray, run_serial
+from sgmcmc_paper.sweep.engines import ENGINES, RayOptions, run_engine
 from sgmcmc_paper.sweep.grids import Axis, Grid, grid_for
 from sgmcmc_paper.sweep.plan import Plan
 from sgmcmc_paper.sweep.record import SweepResult, write_results
@@ -43,6 +43,7 @@ def run_sweep(
     train_sizes: Iterable[int | None] | None = None,
     engine: str = "ray",
     ray: RayOptions | None = None,
+    workers: int | None = None,
     max_trials: int | None = None,
     device: str = "auto",
     progress: bool = False,
@@ -56,8 +57,9 @@ def run_sweep(
         budget: multiples of the SGD reference's wall time (default: the profile's).
         train_sizes: training-set sizes to tune for (``None`` in it: all 50,000); default the
             profile's ``train_size``. smallMNIST gets its own selection: pass its size.
-        engine: ``"ray"`` (Ray Tune trials; see :mod:`sgmcmc_paper.sweep.engines`) or ``"serial"``
-            (the same trials in this process).
+        engine: ``"ray"`` (Ray Tune trials; see :mod:`sgmcmc_paper.sweep.engines`),
+            ``"serial"`` (the same trials in this process) or ``"processes"`` (in a pool of
+            ``workers`` local processes, default one per CPU).
         max_trials: stop launching after this many trials per method.
         device, progress: passed to the runs (:func:`sgmcmc_paper.engine.experiment.run`).
         log: receives one line per finished trial and a summary per sweep.
@@ -137,12 +139,7 @@ def run_sweep(
         steps.append(reference)
         steps.extend(method_walk(method, size, reference) for method in methods)
     plan = Plan(steps, on_done=finished)
-    if engine == "ray":
-        options = ray or RayOptions()
-        with ray_session(options):
-            run_on_ray(plan, trial, options)
-    else:
-        run_serial(plan, trial)
+    run_engine(plan, trial, engine, ray=ray or RayOptions(), workers=workers)
     return results
 
 
