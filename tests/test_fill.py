@@ -126,6 +126,9 @@ def test_the_cost_model_groups_by_method_convention_size_and_epochs_per_device(s
     model = CostModel.from_store("ci", store)
     assert model.seconds(config, "A") == 30.0 and model.seconds(config, "B") == 50.0
     assert model.seconds(config.replace(epochs=config.epochs + 1), "A") is None
+    other_evaluation = config.replace(eval_every=config.eval_every + 1)
+    assert model.seconds(other_evaluation, "A") is None
+    assert model.seconds(other_evaluation, "A", loose=True) == 30.0
     assert sorted(model.devices()) == ["A", "B"]
     assert [format_duration(s) for s in (5, 192, 3900, 90000)] == [
         "5 s",

@@ -230,6 +230,7 @@ def _train_sizes(values: list[str] | None) -> list[int | None] | None:
 def print_dry_run(profile: str, configs: list, device: str = "auto", verbose: bool = False) -> None:
     """What is stored and what is missing, and the estimated cost of the missing runs."""
     from sgmcmc_paper.engine.experiment import device_name, resolve_device
+    from sgmcmc_paper.engine.fill import EVALUATION_FIELDS as FIELDS
     from sgmcmc_paper.engine.fill import (
         CostModel,
         describe,
@@ -267,25 +268,43 @@ def print_dry_run(profile: str, configs: list, device: str = "auto", verbose: bo
             for d in devices
             if (s := model.seconds(config, d)) is not None
         ]
-        print(f"  {describe(config)}  {', '.join(costs) or 'no similar stored run'}")
+        if not costs:
+            loose = [
+                f"~{format_duration(s)} on {d}"
+                for d in devices
+                if (s := model.seconds(config, d, loose=True)) is not None
+            ]
+            costs = ["no similar stored run"]
+            if loose:
+                costs.append(f"with another evaluation: {', '.join(loose)}")
+        print(f"  {describe(config)}  {'; '.join(costs)}")
     print(
         "cost of the missing runs per device: each run's time is the median run time "
         "(provenance.timing.total_s) of the stored similar runs (same method, convention, "
-        "training size, epochs) made on that device, and the times are summed (runs that "
-        "shared a device took longer each; k runs at a time take about 1/k of the sum):"
+        "training size, epochs and evaluation) made on that device, and the times are summed "
+        "(runs that shared a device took longer each; k runs at a time take about 1/k of the "
+        "sum):"
     )
     for name in devices:
         cost = model.cost(found.missing, name)
         here = " (this machine)" if name == local else ""
         if not cost.known:
-            print(f"  {name}{here}: no stored timing of a similar run, no estimate")
-            continue
-        unknown = cost.total - cost.known
-        rest = f"; {unknown} without a similar stored run" if unknown else ""
-        print(
-            f"  {name}{here}: {format_duration(cost.seconds)} for {cost.known} of "
-            f"{cost.total} runs (from {cost.basis} stored runs{rest})"
-        )
+            line = f"  {name}{here}: no stored timing of a similar run, no estimate"
+        else:
+            unknown = cost.total - cost.known
+            rest = f"; {unknown} without a similar stored run" if unknown else ""
+            line = (
+                f"  {name}{here}: {format_duration(cost.seconds)} for {cost.known} of "
+                f"{cost.total} runs (from {cost.basis} stored runs{rest})"
+            )
+        loose = model.cost(found.missing, name, loose=True)
+        if loose.known > cost.known:
+            line += (
+                f"; runs that differ from them only in their evaluation ({', '.join(FIELDS)}) "
+                f"took {format_duration(loose.seconds)} for {loose.known} of {loose.total} "
+                f"(from {loose.basis} stored runs): a hint, not an estimate"
+            )
+        print(line)
 
 
 def _fill(args: argparse.Namespace, configs: list, engine: str) -> int:

@@ -151,9 +151,14 @@ def survey(configs: Iterable[RunConfig], root: Path | None = None) -> Survey:
 
 
 # --------------------------------------------------------------------------- what they cost
+#: The fields of :func:`cost_group` that are the evaluation's schedule and sizes.
+EVALUATION_FIELDS = ("eval_every", "test_size", "attack_size", "ood_size")
+
+
 def cost_group(config: RunConfig | dict[str, Any]) -> tuple:
     """What makes two runs cost alike: method (K-FAC updated or not), convention and what it
-    preconditions, training size, epochs and evaluation split."""
+    preconditions, training size, epochs, evaluation split, then the evaluation's schedule and
+    sizes (:data:`EVALUATION_FIELDS`, the last entries)."""
     get = config.get if isinstance(config, dict) else lambda name: getattr(config, name)
     method = get("method")
     kfac = bool(get("kfac_update")) if method == "ksgld" else None
@@ -165,7 +170,13 @@ def cost_group(config: RunConfig | dict[str, Any]) -> tuple:
         get("epochs"),
         get("evaluate_on"),
         kfac,
+        *(get(name) for name in EVALUATION_FIELDS),
     )
+
+
+def _training_part(group: tuple) -> tuple:
+    """A :func:`cost_group` without the evaluation's schedule and sizes."""
+    return group[: -len(EVALUATION_FIELDS)]
 
 
 @dataclass
@@ -219,20 +230,35 @@ class CostModel:
                 counts[device] = counts.get(device, 0) + len(seconds)
         return sorted(counts, key=lambda d: (-counts[d], d))
 
-    def seconds(self, config: RunConfig, device: str) -> float | None:
-        """The median stored run time of runs like ``config`` on ``device``, else ``None``."""
-        found = self.timings.get(cost_group(config), {}).get(device)
+    def _times(self, config: RunConfig, device: str, loose: bool) -> list[float]:
+        group = cost_group(config)
+        if not loose:
+            return self.timings.get(group, {}).get(device, [])
+        training = _training_part(group)
+        return [
+            seconds
+            for other, by_device in self.timings.items()
+            if _training_part(other) == training
+            for seconds in by_device.get(device, ())
+        ]
+
+    def seconds(self, config: RunConfig, device: str, loose: bool = False) -> float | None:
+        """The median stored run time of runs like ``config`` on ``device``, else ``None``;
+        ``loose``: of runs that may differ in the evaluation's schedule and sizes."""
+        found = self._times(config, device, loose)
         return statistics.median(found) if found else None
 
-    def basis(self, config: RunConfig, device: str) -> int:
-        return len(self.timings.get(cost_group(config), {}).get(device, ()))
-
-    def cost(self, configs: Sequence[RunConfig], device: str) -> DeviceCost:
-        """The estimated cost of ``configs`` on ``device``."""
-        known = [(c, s) for c in configs if (s := self.seconds(c, device)) is not None]
-        groups = {cost_group(c) for c, _ in known}
-        basis = sum(len(self.timings[g].get(device, ())) for g in groups)
-        return DeviceCost(device, sum(s for _, s in known), len(known), len(configs), basis)
+    def cost(self, configs: Sequence[RunConfig], device: str, loose: bool = False) -> DeviceCost:
+        """The estimated cost of ``configs`` on ``device`` (``loose``: as :meth:`seconds`)."""
+        known = [(c, s) for c in configs if (s := self.seconds(c, device, loose)) is not None]
+        basis = {
+            (_training_part(cost_group(c)) if loose else cost_group(c)): len(
+                self._times(c, device, loose)
+            )
+            for c, _ in known
+        }
+        total = sum(s for _, s in known)
+        return DeviceCost(device, total, len(known), len(configs), sum(basis.values()))
 
 
 def format_duration(seconds: float) -> str:
@@ -347,7 +373,8 @@ class FillProgress:
 
     A run's expected time is the mean wall time of the runs of its :func:`cost_group` trained
     in this fill, else the stored timing of similar runs on the device the fill's runs report
-    (or ``local_device``), else the mean of every run trained so far; the ETA is the work left
+    (or ``local_device``; failing that, of runs that differ only in their evaluation), else
+    the mean of every run trained so far; the ETA is the work left
     (runs not started, and what the running ones have left) over the most runs seen at once.
     """
 
@@ -412,9 +439,10 @@ class FillProgress:
         mine = self.measured.get(cost_group(config))
         if mine:
             return statistics.fmean(mine)
-        stored = self.model.seconds(config, self.device)
-        if stored is not None:
-            return stored
+        for loose in (False, True):
+            stored = self.model.seconds(config, self.device, loose)
+            if stored is not None:
+                return stored
         every = [s for seconds in self.measured.values() for s in seconds]
         return statistics.fmean(every) if every else None
 
