@@ -146,7 +146,7 @@ class RunResult:
             except DamagedRunError as damage:
                 if self.path.name != self.key:
                     raise
-                from sgmcmc_paper.engine.store import quarantine
+                from sgmcmc_paper.engine.quarantine import quarantine
 
                 raise quarantine(damage) from None
         if self.trace_arrays is None:

@@ -34,7 +34,6 @@ import io
 import json
 import os
 import shutil
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ import torch
 from sgmcmc_paper.engine.experiment import RunResult, run
 from sgmcmc_paper.engine.fate import FATES
 from sgmcmc_paper.engine.locks import file_lock
+from sgmcmc_paper.engine.quarantine import DAMAGED, quarantine
 from sgmcmc_paper.errors import DamagedRunError, UserError
 from sgmcmc_paper.paths import ensure_dir, results_dir, unwritable_fix
 from sgmcmc_paper.protocol.config import ConfigError, RunConfig
@@ -55,8 +55,6 @@ TRACE_FILES = ("traces.nc", "traces.npz")
 #: How a stored run's training ended (``run.json``'s ``status``); ``collapsed`` is a fate
 #: (:data:`~sgmcmc_paper.engine.fate.FATES`), accepted here too.
 STATUSES = FATES
-#: How a folder moved aside by :func:`quarantine` is named: ``<key>.damaged-<time>``.
-DAMAGED = ".damaged-"
 #: The first bytes of a netCDF-4 (HDF5) file, and of a classic netCDF one.
 _NETCDF_MAGIC = (b"\x89HDF\r\n\x1a\n", b"CDF")
 
@@ -327,34 +325,6 @@ def find_result(config: RunConfig, root: Path | None = None) -> RunResult | None
             return load_result(folder, config)
         except DamagedRunError:
             raise quarantine(first) from None
-
-
-def quarantine(damage: DamagedRunError) -> DamagedRunError:
-    """Move the damaged store folder of ``damage`` aside, to ``<key>.damaged-<time>`` beside
-    it; returns the error to raise, whose message says where it went and what to do."""
-    folder = damage.folder
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    aside = folder.with_name(f"{folder.name}{DAMAGED}{stamp}")
-    for n in range(2, 100):
-        if not aside.exists():
-            break
-        aside = folder.with_name(f"{folder.name}{DAMAGED}{stamp}-{n}")
-    try:
-        os.rename(folder, aside)
-    except FileNotFoundError:
-        fix = "another process moved it aside already; run again to train it afresh"
-        return DamagedRunError(folder, damage.problem, fix=fix)
-    except OSError as exc:
-        fix = (
-            f"it could not be moved aside ({exc.strerror or exc}): delete it to train the run "
-            "afresh, or put a good copy of it back"
-        )
-        return DamagedRunError(folder, damage.problem, fix=fix)
-    fix = (
-        f"moved it aside to {aside.name}: run again to train it afresh, or put a good copy "
-        "back (e.g. `git checkout` in a committed store)"
-    )
-    return DamagedRunError(folder, damage.problem, moved_to=aside, fix=fix)
 
 
 def save_result(result: RunResult, root: Path | None = None, replace: bool = False) -> Path:
