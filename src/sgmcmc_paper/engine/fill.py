@@ -44,13 +44,11 @@ from typing import Any
 
 from sgmcmc_paper.errors import DamagedRunError, UserError
 from sgmcmc_paper.paths import data_dir, results_dir
-from sgmcmc_paper.protocol.config import RunConfig
+from sgmcmc_paper.protocol.config import ConfigError, RunConfig
 from sgmcmc_paper.sweep.engines import ENGINES, RayOptions, run_trials
 
 #: How many times a trial whose worker died is started again (it resumes from its checkpoint).
 RETRIES = 2
-#: Runs of these methods train the same way (FSGD is SGD whose iterates are averaged).
-_COST_ALIASES = {"fsgd": "sgd"}
 
 
 # --------------------------------------------------------------------------- which runs
@@ -155,22 +153,19 @@ def survey(configs: Iterable[RunConfig], root: Path | None = None) -> Survey:
 EVALUATION_FIELDS = ("eval_every", "test_size", "attack_size", "ood_size")
 
 
-def cost_group(config: RunConfig | dict[str, Any]) -> tuple:
-    """What makes two runs cost alike: method (K-FAC updated or not), convention and what it
-    preconditions, training size, epochs, evaluation split, then the evaluation's schedule and
-    sizes (:data:`EVALUATION_FIELDS`, the last entries)."""
-    get = config.get if isinstance(config, dict) else lambda name: getattr(config, name)
-    method = get("method")
-    kfac = bool(get("kfac_update")) if method == "ksgld" else None
+def cost_group(config: RunConfig) -> tuple:
+    """What makes two runs cost alike: what is trained (:attr:`RunConfig.algorithm`: FSGD
+    trains as SGD, KSGLD without K-FAC updates as SGLD), convention and what it preconditions,
+    training size, epochs, evaluation split, then the evaluation's schedule and sizes
+    (:data:`EVALUATION_FIELDS`, the last entries)."""
     return (
-        _COST_ALIASES.get(method, method),
-        get("convention"),
-        get("precondition"),
-        get("train_size"),
-        get("epochs"),
-        get("evaluate_on"),
-        kfac,
-        *(get(name) for name in EVALUATION_FIELDS),
+        config.algorithm,
+        config.convention,
+        config.precondition,
+        config.train_size,
+        config.epochs,
+        config.evaluate_on,
+        *(getattr(config, name) for name in EVALUATION_FIELDS),
     )
 
 
@@ -215,8 +210,8 @@ class CostModel:
                 record = json.loads(path.read_text())
                 seconds = float(record["provenance"]["timing"]["total_s"])
                 device = str(record["provenance"].get("device_name") or "unknown device")
-                group = cost_group(record["config"])
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                group = cost_group(RunConfig.from_dict(record["config"]))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, ConfigError):
                 continue
             if record.get("status") == "complete" and math.isfinite(seconds) and seconds > 0:
                 timings.setdefault(group, {}).setdefault(device, []).append(seconds)
