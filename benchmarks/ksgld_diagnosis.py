@@ -25,7 +25,9 @@ Configurations (K-FAC as the run engine builds it: sampled Fisher, decay 0.95, f
   intends (``P`` the inverse Hessian of the potential wherever the Fisher is Kronecker-factored).
 
 ``--temperature`` sets ``T`` (default 1; the stored eq. 1 runs that diverged on every seed
-had ``T = 0.01``).
+had ``T = 0.01``). ``--factor-init first_batch`` starts the factors from the first batch
+instead of the identity: the regime a long run reaches once the identity's share,
+``0.95^updates``, has faded (around step 700 with an update every 10 steps), from step 0.
 """
 
 from __future__ import annotations
@@ -93,12 +95,13 @@ def batches(generator: torch.Generator):
             yield x[index], y[index]
 
 
-def build(config: dict, temperature: float, seed: int):
+def build(config: dict, temperature: float, seed: int, factor_init: str = "identity"):
     model = PaperCNN(init="tf", generator=torch.Generator().manual_seed(seed))
     kfac = KFAC(
         model,
         damping=config["damping"],
         damping_mode=config["damping_mode"],
+        factor_init=factor_init,
         max_rows=4096,
         generator=torch.Generator().manual_seed(seed + 1),
     )
@@ -155,6 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--factor-init",
+        choices=["identity", "first_batch"],
+        default="identity",
+        help="first_batch: no identity left in the factors, the regime a long run reaches "
+        "once ema_decay^updates has faded (from step 0)",
+    )
+    parser.add_argument(
         "--also-preconditioned",
         action="store_true",
         help="paper convention: also (lr/2)·λmax(P·H) (costly: four rotations per Lanczos step)",
@@ -162,9 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="CSV of the tidy frame (default: results/…)")
     args = parser.parse_args(argv)
     config = CONFIGS[args.config]
-    out = args.out or Path("results/diagnosis") / f"ksgld_{args.config}_T{args.temperature:g}.csv"
+    stem = f"ksgld_{args.config}_T{args.temperature:g}_{args.factor_init}"
+    out = args.out or Path("results/diagnosis") / f"{stem}.csv"
 
-    model, kfac, sampler, loss = build(config, args.temperature, args.seed)
+    model, kfac, sampler, loss = build(config, args.temperature, args.seed, args.factor_init)
     tracker = StabilityTracker(
         model,
         sampler,
@@ -175,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         also_preconditioned=args.also_preconditioned,
     )
     print(
-        f"KSGLD {args.config}: {config}, T={args.temperature}, {args.steps} steps, torch "
+        f"KSGLD {args.config}: {config}, T={args.temperature}, factor_init="
+        f"{args.factor_init!r}, {args.steps} steps, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads"
     )
     data = batches(torch.Generator().manual_seed(args.seed + 3))
