@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from sgmcmc.samplers.base import CONVENTIONS
+from sgmcmc_paper.commands import parse_train_sizes
 from sgmcmc_paper.errors import UserError
 
 EPILOG = """\
@@ -153,7 +154,7 @@ def handle(args: argparse.Namespace) -> int:
         profile.name,
         args.notebooks,
         convention=args.convention,
-        train_sizes=_train_sizes(args.train_size),
+        train_sizes=None if args.train_size is None else parse_train_sizes(args.train_size),
         keys=keys,
         released_only=args.released_only,
     )
@@ -211,20 +212,6 @@ def _read_keys(path: Path) -> list[str]:
         return path.read_text().split()
     except OSError as exc:
         raise UserError(f"cannot read the keys file {path} ({exc.strerror or exc})") from None
-
-
-def _train_sizes(values: list[str] | None) -> list[int | None] | None:
-    if values is None:
-        return None
-    sizes: list[int | None] = []
-    for value in values:
-        if value == "full":
-            sizes.append(None)
-        elif value.isdigit() and int(value) > 0:
-            sizes.append(int(value))
-        else:
-            raise UserError(f"--train-size takes positive integers or 'full', got {value!r}")
-    return sizes
 
 
 def print_dry_run(profile: str, configs: list, device: str = "auto", verbose: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sgmcmc.samplers.base import CONVENTIONS
+from sgmcmc_paper.commands import parse_train_sizes
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.protocol.paper import METHODS
 
@@ -102,7 +103,7 @@ def handle(args: argparse.Namespace) -> int:
     from sgmcmc_paper.sweep.search import DEFAULT_CONVENTION
 
     profile = get_profile(args.profile)
-    sizes = _train_sizes(args.train_size, profile.train_size)
+    sizes = [profile.train_size] if args.train_size is None else parse_train_sizes(args.train_size)
     if args.small:
         sizes += [s for s in profile.small_train_sizes if s not in sizes]
     if args.max_trials is not None and args.max_trials < 1:
@@ -134,17 +135,3 @@ def handle(args: argparse.Namespace) -> int:
 
     print(f"selection written to {hparams_path(profile.name)}")
     return 0 if all(r.selected is not None for r in results) else 1
-
-
-def _train_sizes(values: list[str] | None, default: int | None) -> list[int | None]:
-    if values is None:
-        return [default]
-    sizes: list[int | None] = []
-    for value in values:
-        if value == "full":
-            sizes.append(None)
-        elif value.isdigit() and int(value) > 0:
-            sizes.append(int(value))
-        else:
-            raise UserError(f"--train-size takes positive integers or 'full', got {value!r}")
-    return sizes
