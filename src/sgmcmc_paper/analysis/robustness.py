@@ -215,6 +215,26 @@ def binomial_tolerance(p1: float, n1: int, p2: float, n2: int, z: float = 2.0) -
     return z * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
 
 
+def _beyond_tolerance(
+    table: pd.DataFrame, higher: str, lower: str, z: float
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """``table`` with ``excess`` = ``accuracy{higher} − accuracy{lower}`` and its
+    :func:`binomial_tolerance` (from the ``images`` columns of the same suffixes), the rows whose
+    excess is beyond it, and the row of the largest excess."""
+    table = table.assign(excess=table[f"accuracy{higher}"] - table[f"accuracy{lower}"])
+    table["tolerance"] = [
+        binomial_tolerance(
+            r[f"accuracy{higher}"],
+            r[f"images{higher}"],
+            r[f"accuracy{lower}"],
+            r[f"images{lower}"],
+            z,
+        )
+        for _, r in table.iterrows()
+    ]
+    return table, table[table["excess"] > table["tolerance"]], table.loc[table["excess"].idxmax()]
+
+
 def _pooled(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Accuracy per ``keys``, pooling the rows that share them (seeds): correct and images
     summed (``correct`` from ``accuracy·images`` where missing)."""
@@ -250,13 +270,7 @@ def iterative_at_least_as_strong(sweep: pd.DataFrame, method: str = "", z: float
         return decide(
             SECTION, text, None, None, "no ε with both a single-step and an iterative attack"
         )
-    iterative["excess"] = iterative["accuracy"] - iterative["accuracy fgsm"]
-    iterative["tolerance"] = [
-        binomial_tolerance(r["accuracy"], r["images"], r["accuracy fgsm"], r["images fgsm"], z)
-        for _, r in iterative.iterrows()
-    ]
-    failed = iterative[iterative["excess"] > iterative["tolerance"]]
-    worst = iterative.loc[iterative["excess"].idxmax()]
+    iterative, failed, worst = _beyond_tolerance(iterative, "", " fgsm", z)
     evidence = (
         f"largest excess {100 * worst['excess']:+.1f} points ({worst['attack']} "
         f"{100 * worst['accuracy']:.1f}% vs FGSM {100 * worst['accuracy fgsm']:.1f}% at "
@@ -320,24 +334,16 @@ def transfer_not_stronger(
     both = strongest.merge(white, on=keys, suffixes=(" transfer", " white"))
     if both.empty:
         return decide(SECTION, text, None, None, "no ε and mode with both attacks")
-    both["margin"] = both["accuracy white"] - both["accuracy transfer"]
-    both["tolerance"] = [
-        binomial_tolerance(
-            r["accuracy transfer"], r["images transfer"], r["accuracy white"], r["images white"], z
-        )
-        for _, r in both.iterrows()
-    ]
-    failed = both[both["margin"] > both["tolerance"]]
-    worst = both.loc[both["margin"].idxmax()]
+    both, failed, worst = _beyond_tolerance(both, " white", " transfer", z)
     evidence = (
-        f"largest margin of transfer over white-box {100 * worst['margin']:+.1f} points "
+        f"largest margin of transfer over white-box {100 * worst['excess']:+.1f} points "
         f"(transfer {worst['attack transfer']} {100 * worst['accuracy transfer']:.1f}% vs "
         f"white-box {worst['attack white']} {100 * worst['accuracy white']:.1f}% at ε = "
         f"{worst['eps']:g}, {worst['mode']}; tolerance {100 * worst['tolerance']:.1f} points)"
     )
     if not failed.empty:
         evidence += f"; transfer stronger beyond tolerance in {len(failed)}: masking suspected"
-    return decide(SECTION, text, failed.empty, worst["margin"], evidence)
+    return decide(SECTION, text, failed.empty, worst["excess"], evidence)
 
 
 def not_saturated(saturation: pd.DataFrame, method: str = "", at_most: float = 0.01) -> Claim:
