@@ -71,3 +71,28 @@ def test_paper_reference_band_labels_legend_and_inset(ax):
     ]
     child = plotting.inset(ax, (8, 10))
     assert child.get_xlim() == (8, 10)
+
+
+def test_a_curve_over_seeds_marks_the_points_where_not_every_seed_counts(ax):
+    import pandas as pd
+
+    rows = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "mean": [0.5, 0.6, 0.7],
+            "low": [0.4, 0.5, float("nan")],
+            "high": [0.6, 0.7, float("nan")],
+            "count": [3, 3, 1],
+            "seeds": [3, 3, 3],
+        }
+    )
+    plotting.seed_curve(ax, rows, "ksgld")
+    (line,) = ax.get_lines()
+    assert list(line.get_ydata()) == [0.5, 0.6, 0.7]
+    full, partial = ax.collections[:2]
+    assert len(full.get_offsets()) == 2 and len(partial.get_offsets()) == 1
+    assert tuple(partial.get_facecolor()[0]) == (1.0, 1.0, 1.0, 1.0)  # hollow
+    legend = plotting.legend(ax, ["ksgld"], partial=True)
+    assert [t.get_text() for t in legend.get_texts()] == ["KSGLD", "not every seed counts"]
+    plotting.counts_note(ax, "KSGLD 1 of 3")
+    assert ax.texts[-1].get_text() == "KSGLD 1 of 3"

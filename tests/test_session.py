@@ -56,8 +56,57 @@ def test_claim_records_render_as_the_rows_of_claim(monkeypatch):
     records = session.claims(
         [decide("4.1", "a claim", True, 0.5, "why"), decide("4.2", "b", None, None, "")]
     )
-    rows = session.claims([claim("4.1", "a claim", True, "why"), claim("4.2", "b", None, "")])
+    rows = session.claims(
+        [claim("4.1", "a claim", True, "why", statistic=0.5), claim("4.2", "b", None, "")]
+    )
     assert records.equals(rows) and records.to_html() == rows.to_html()
-    assert list(records.columns) == ["claim", "holds", "evidence"]
+    assert list(records.columns) == ["claim", "kind", "test", "statistic", "holds", "evidence"]
     assert list(records["holds"]) == ["yes", "n/a"]
+    assert list(records["statistic"]) == ["0.5", ""]
     assert glued["claims"].equals(rows)
+    tested = session.claims(
+        [decide("4.1", "a", False, 0.25, "why not", "paired t, 95 %", "tested")]
+    )
+    assert tested.iloc[0].to_dict() == {
+        "claim": "a",
+        "kind": "tested",
+        "test": "paired t, 95 %",
+        "statistic": "0.25",
+        "holds": "no",
+        "evidence": "why not",
+    }
+
+
+def test_numbers_for_the_prose_are_glued_as_text_and_say_their_profile(monkeypatch):
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(
+        myst_nb, "glue", lambda name, value, display=True: glued.update({name: (value, display)})
+    )
+    assert Session("paper", quiet=True).glue_text("a", "97.0 %") == "97.0 %"
+    assert glued["a"] == ("97.0 %", False)
+    assert Session("ci", quiet=True).glue_text("b", 0.5) == "0.5 (ci profile)"
+
+
+def test_the_closing_line_names_collapsed_runs(tmp_path, monkeypatch):
+    import sgmcmc_paper.engine.store
+    from sgmcmc_paper.engine.experiment import RunConfig, RunResult
+
+    def stored(config, **_):
+        epochs = [
+            {"epoch": e, "single": {"accuracy": a}, "averaged": {"accuracy": a}}
+            for e, a in enumerate((0.5, 0.9, 0.1, 0.1), start=1)
+        ]
+        return RunResult(
+            config=config, status="complete", metrics={"epochs": epochs}, provenance={}
+        )
+
+    monkeypatch.setattr(sgmcmc_paper.engine.store, "find_result", lambda config, root=None: True)
+    monkeypatch.setattr(sgmcmc_paper.engine.store, "run_or_load", stored)
+    monkeypatch.setattr("sgmcmc_paper.book.session.Session.glue", lambda self, name, value: None)
+    session = Session("ci", device="cpu", output_dir=tmp_path, quiet=True)
+    session.run(RunConfig(method="ksgld", convention="paper", seed=2))
+    line = session.finish()
+    assert "1 collapsed (ksgld paper seed 2 at epoch 3)" in line
+    assert "tables count them only at epochs before their fate" in line

@@ -7,6 +7,11 @@
   gradient-or-noise chapter eq. 1 solid and eq. 2 dashed.
 - The paper's own numbers in grey crosses (:func:`paper_reference`), drawn beside ours.
 
+- Curves over seeds (:func:`seed_curve`): the mean of the seeds that count, its interval as a
+  band, and a hollow marker wherever fewer seeds count than the row has (a run diverged or
+  collapsed before that point: the failed-run rule of :mod:`sgmcmc_paper.analysis.tables`);
+  :func:`counts_note` writes the counts into a panel.
+
 Call :func:`apply_style` once at the top of a notebook; use :func:`style` for the keyword
 arguments of a curve, :func:`label_axes` for axes, :func:`legend` for a legend that explains
 colours and line styles separately.
@@ -97,6 +102,47 @@ def band(ax: Axes, x, low, high, method: str, alpha: float = 0.18) -> None:
     ax.fill_between(x, low, high, color=method_color(method), alpha=alpha, linewidth=0)
 
 
+def seed_curve(
+    ax: Axes,
+    rows,
+    method: str,
+    configuration: str = "as described",
+    x: str = "epoch",
+    label: bool = False,
+    interval: bool = True,
+) -> None:
+    """One method's curve over seeds from :func:`~sgmcmc_paper.analysis.tables.over_seeds`
+    rows (``mean``, ``low``, ``high``, ``count``, ``seeds``): the line through the means, a
+    filled marker where every seed counts, a hollow one where fewer do, and the interval as a
+    band (``interval``)."""
+    rows = rows.sort_values(x)
+    colour = method_color(method)
+    ax.plot(rows[x], rows["mean"], **style(method, configuration, label=label))
+    full = (rows["count"] == rows["seeds"]).to_numpy()
+    ax.scatter(rows[x][full], rows["mean"][full], color=colour, s=14, zorder=3)
+    ax.scatter(
+        rows[x][~full], rows["mean"][~full], facecolors="white", edgecolors=colour, s=22, zorder=3
+    )
+    if interval:
+        band(ax, rows[x], rows["low"], rows["high"], method)
+
+
+def counts_note(ax: Axes, text: str, loc: str = "lower right") -> None:
+    """A small note in a corner of ``ax`` (e.g. how many seeds count per method)."""
+    x = 0.98 if "right" in loc else 0.02
+    y = 0.02 if "lower" in loc else 0.98
+    ax.text(
+        x,
+        y,
+        text,
+        transform=ax.transAxes,
+        ha="right" if "right" in loc else "left",
+        va="bottom" if "lower" in loc else "top",
+        fontsize="x-small",
+        color="0.25",
+    )
+
+
 def label_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None) -> Axes:
     """Label both axes (with units where there are any) and optionally title them."""
     ax.set_xlabel(xlabel)
@@ -111,10 +157,12 @@ def legend(
     methods: Iterable[str],
     configurations: Sequence[str] = (),
     paper: bool = False,
+    partial: bool = False,
     **kwargs,
 ):
-    """A legend with one entry per method (colour), per configuration (line style, in grey)
-    and, if ``paper``, one for the paper's numbers, instead of one per curve."""
+    """A legend with one entry per method (colour), per configuration (line style, in grey),
+    if ``paper`` one for the paper's numbers, and if ``partial`` one for the hollow marker of
+    :func:`seed_curve`, instead of one per curve."""
     handles = [Line2D([], [], color=method_color(m), label=METHOD_LABELS[m]) for m in methods]
     handles += [
         Line2D([], [], color="0.3", linestyle=configuration_linestyle(c), label=c)
@@ -122,6 +170,18 @@ def legend(
     ]
     if paper:
         handles.append(Line2D([], [], label="paper", **PAPER_STYLE))
+    if partial:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="",
+                label="not every seed counts",
+            )
+        )
     return ax.legend(handles=handles, **kwargs)
 
 

@@ -9,6 +9,7 @@ Usage, right after a notebook's ``parameters`` cell::
     session.claims(claims.accuracy(...))  # sgmcmc_paper.analysis.claims: verdicts
     session.finish()                      # wall time, runs trained and loaded
     session.glue("table1", frame)         # for the book's pages ({glue} + :doc:)
+    session.glue_text("sgd_final", "96.5 %")  # a number for the prose ({glue:text})
 
 ``claims`` and ``finish`` glue their tables as ``claims`` and ``provenance``.
 """
@@ -44,7 +45,7 @@ class Session:
     trained: list[tuple[str, float]] = field(default_factory=list, init=False)
     loaded: list[str] = field(default_factory=list, init=False)
     made_on: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
-    diverged: dict[str, str] = field(default_factory=dict, init=False)
+    failed: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         from sgmcmc_paper.analysis.plotting import apply_style
@@ -133,11 +134,21 @@ class Session:
             provenance.get("device_name") or provenance.get("device") or "unknown device",
             float(provenance.get("timing", {}).get("total_s", math.nan)),
         )
-        if result.diverged:
-            epoch = (result.divergence or {}).get("epoch")
-            where = f" at epoch {epoch}" if epoch is not None else ""
-            self.diverged[config.key()] = f"{_label(config)} seed {config.seed}{where}"
+        from sgmcmc_paper.analysis.tables import run_fate
+
+        fate = run_fate(result)
+        if fate.status != "complete":
+            where = f" at epoch {fate.epoch}" if fate.epoch is not None else ""
+            self.failed[config.key()] = (
+                fate.status,
+                f"{_label(config)} seed {config.seed}{where}",
+            )
         return result
+
+    @property
+    def diverged(self) -> dict[str, str]:
+        """The runs loaded or trained so far that diverged: key -> which, and where."""
+        return {k: text for k, (status, text) in self.failed.items() if status == "diverged"}
 
     def glue(self, name: str, value: Any) -> None:
         """Make ``value`` pasteable in the book's pages as ``{glue} name`` with ``:doc:`` this
@@ -156,6 +167,19 @@ class Session:
             html = f"<p>{escape(str(value))}</p>"
         glue(name, HTML(html), display=False)
 
+    def glue_text(self, name: str, text: Any) -> str:
+        """Make ``text`` (a number or words about this edition's results) pasteable inline in
+        the book's prose as ``{glue:text}`` (``path/to/notebook.ipynb::name:s`` from another
+        page). Below the paper profile the profile is appended, so no preview number reads as
+        the paper's. Returns what was glued."""
+        from myst_nb import glue
+
+        shown = str(text)
+        if self.profile.name != PAPER_PROFILE:
+            shown += f" ({self.profile.name} profile)"
+        glue(name, shown, display=False)
+        return shown
+
     # ------------------------------------------------------------------ closing
     def claims(self, rows: list[Any]):
         """The paper's claims with computed verdicts, as a table: ``rows`` are
@@ -163,10 +187,10 @@ class Session:
         :mod:`sgmcmc_paper.analysis.claims` return) or rows of :func:`claim`."""
         import pandas as pd
 
-        from sgmcmc_paper.analysis.claims import Claim
+        from sgmcmc_paper.analysis.claims import COLUMNS, Claim
 
         rows = [row.row() if isinstance(row, Claim) else row for row in rows]
-        frame = pd.DataFrame(rows, columns=["section", "claim", "holds", "evidence"])
+        frame = pd.DataFrame(rows, columns=list(COLUMNS)).fillna("")
         frame.attrs["profile"] = self.profile.name
         frame = frame.set_index("section")
         self.glue("claims", frame)
@@ -174,8 +198,9 @@ class Session:
 
     def finish(self) -> str:
         """One line: this notebook's wall time, how many runs it trained and loaded, where they
-        were made, and which diverged (their metrics stop there: a window the run did not
-        reach is missing, and tables average the seeds that reached it)."""
+        were made, and which did not complete (diverged or collapsed: tables count them only
+        at epochs before their fate, by the failed-run rule of
+        :data:`~sgmcmc_paper.analysis.tables.FAILED_RUN_RULE`)."""
         total = time.perf_counter() - self._start
         trained = sum(seconds for _, seconds in self.trained)
         line = (
@@ -191,10 +216,15 @@ class Session:
                 for device, times in sorted(devices.items())
             )
             line += f"; its runs were made {made} (wall time of each run, summed)"
-        if self.diverged:
+        if self.failed:
+            parts = []
+            for status in ("diverged", "collapsed"):
+                which = sorted(text for s, text in self.failed.values() if s == status)
+                if which:
+                    parts.append(f"{len(which)} {status} ({'; '.join(which)})")
             line += (
-                f"; {len(self.diverged)} diverged ({'; '.join(sorted(self.diverged.values()))}): "
-                "their metrics stop there, and each table averages the seeds that reached it"
+                f"; {', '.join(parts)}: tables count them only at epochs before their fate "
+                "(failed runs in tables, methods chapter)"
             )
         print(line)
         self.glue("provenance", line)
@@ -211,9 +241,18 @@ def _label(config) -> str:
     return label
 
 
-def claim(section: str, text: str, holds: bool | None, evidence: str) -> dict[str, Any]:
+def claim(
+    section: str,
+    text: str,
+    holds: bool | None,
+    evidence: str,
+    test: str = "",
+    kind: str = "measured",
+    statistic: float | None = None,
+) -> dict[str, Any]:
     """One row of a claims table: ``holds`` is computed from results (``None``: not testable
-    at this profile, which ``evidence`` explains)."""
-    from sgmcmc_paper.analysis.claims import verdict
+    at this profile, which ``evidence`` explains); the same row as
+    :meth:`sgmcmc_paper.analysis.claims.Claim.row`."""
+    from sgmcmc_paper.analysis.claims import decide
 
-    return {"section": section, "claim": text, "holds": verdict(holds), "evidence": evidence}
+    return decide(section, text, holds, statistic, evidence, test, kind).row()

@@ -79,8 +79,6 @@ SGD_LOGGED_ACCURACY = {
 """Per-epoch test accuracy (fraction, epochs 1–10) of plain SGD, lr 0.01, batch 512, TF1
 default init, in two logs of the released code."""
 SGD_LOGGED_ACCURACY_EPOCH_20 = 0.961
-PYTORCH_DEFAULT_INIT_EPOCH_10 = 0.926
-"""One PyTorch-default-init run of the same SGD here, after 10 epochs (for comparison)."""
 
 # ------------------------------------------------------------------ claims, by section
 CLAIMS = {
