@@ -189,7 +189,8 @@ PROFILES: dict[str, Profile] = {
         sweep_budget=0.0,
         sweep_epochs=2,
         hparams="paper",
-        description="a CPU reader's rerun (about 20 minutes on 2 cores): all 60,000 training "
+        description="a CPU reader's rerun (about 40 minutes on 2 cores, half of it smallMNIST, "
+        "evaluated at every step): all 60,000 training "
         "images but 2 epochs (the langevin-convention runs of notebooks 06 and 07: 1 epoch), "
         "evaluation on 2,000 test images (250 attacked, 500 per out-of-distribution set), "
         "6 samples per window (both in the last epoch), smallMNIST at 5,000 only, one seed, "
