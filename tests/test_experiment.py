@@ -56,8 +56,10 @@ def test_every_method_writes_every_artifact(method, stored):
     assert {p.name for p in result.path.iterdir()} == {RUN_FILE, "predictions.npz", "traces.nc"}
     assert _finite(result.metrics)
     assert [e["epoch"] for e in result.metrics["epochs"]] == [1, 2]
-    # eval_every=2 with 4 steps per epoch: steps 2 and 4 of each epoch are averaged.
-    assert all(e["averaged"]["samples"] == 2 for e in result.metrics["epochs"])
+    # eval_every=2 would average 2 samples of a 4-step epoch, fewer than the 3 every average
+    # holds (profiles.MIN_SAMPLES): the profile samples every step, all 4.
+    assert result.config.eval_every == 1
+    assert all(e["averaged"]["samples"] == 4 for e in result.metrics["epochs"])
     fig4, table1 = result.window("fig4"), result.window("table1")
     assert fig4["steps"] == [5, 6, 7, 8] and table1["steps"] == [4, 6, 8]
     assert set(fig4["sets"]) == {"test", "notmnist"}
