@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 # the extras `make` installs (pyproject.toml): the harness, the sweep, the book, the tests
 EXTRAS  := paper,sweep,book,dev
 # The book's profile: `paper` once results/paper holds every run (a GPU job, book/rerun.md);
-# until then `quick`, which a CPU retrains in about half an hour.
+# until then `quick`, which a CPU retrains in about 40 minutes.
 PROFILE ?= paper
 FRESH   ?=
 export SGMCMC_PROFILE ?= $(PROFILE)
