@@ -38,15 +38,13 @@ from sampler_overhead import (
     BATCH,
     METHODS,
     Run,
-    mnist_pool,
     print_ksgld_split,
+    starting_point,
     synchronize,
-    warm_up,
 )
 
 from sgmcmc import KSGLD
 from sgmcmc.diagnostics import step_scales
-from sgmcmc_paper.protocol.models import PaperCNN
 
 KSGLD_METHODS = [name for name in METHODS if name.startswith("ksgld")]
 
@@ -96,21 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    generator = torch.Generator().manual_seed(0)
-    initial = PaperCNN(generator=generator).state_dict()
-    if args.mnist:
-        pool = mnist_pool(generator, device, 64 if args.warmup else 8)
-    else:
-        pool = [
-            (
-                torch.rand(BATCH, 1, 28, 28, generator=generator).to(device),
-                torch.randint(0, 10, (BATCH,), generator=generator).to(device),
-            )
-            for _ in range(8)
-        ]
-    kfac_state = None
-    if args.warmup:
-        initial, kfac_state = warm_up(initial, pool, device, args.warmup)
+    initial, pool, kfac_state, generator = starting_point(args, device)
 
     names = ["sgd", *args.methods]
     runs = {name: Run(METHODS[name], initial, device, kfac_state) for name in names}

@@ -343,6 +343,29 @@ def warm_up(initial: dict, pool: list, device: torch.device, steps: int) -> tupl
     return {k: v.clone() for k, v in model.state_dict().items()}, state
 
 
+def starting_point(
+    args: argparse.Namespace, device: torch.device
+) -> tuple[dict, list, dict | None]:
+    """The CNN's initial weights, the pool of batches (MNIST with ``--mnist``, else random
+    images) and, with ``--warmup``, the weights and K-FAC state after that many SGD steps."""
+    generator = torch.Generator().manual_seed(0)
+    initial = PaperCNN(generator=generator).state_dict()
+    if args.mnist:
+        pool = mnist_pool(generator, device, 64 if args.warmup else 8)
+    else:
+        pool = [
+            (
+                torch.rand(BATCH, 1, 28, 28, generator=generator).to(device),
+                torch.randint(0, 10, (BATCH,), generator=generator).to(device),
+            )
+            for _ in range(8)
+        ]
+    kfac_state = None
+    if args.warmup:
+        initial, kfac_state = warm_up(initial, pool, device, args.warmup)
+    return initial, pool, kfac_state, generator
+
+
 def print_kept_eigenvectors(kfac_state: dict, initial: dict, device: torch.device) -> None:
     """How many eigenvectors per factor the merged-tail methods keep, from the warm factors."""
     for name in METHODS:
@@ -428,21 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     methods = ["sgd", *[name for name in chosen if name != "sgd"]]
 
-    generator = torch.Generator().manual_seed(0)
-    initial = PaperCNN(generator=generator).state_dict()
-    if args.mnist:
-        pool = mnist_pool(generator, device, 64 if args.warmup else 8)
-    else:
-        pool = [
-            (
-                torch.rand(BATCH, 1, 28, 28, generator=generator).to(device),
-                torch.randint(0, 10, (BATCH,), generator=generator).to(device),
-            )
-            for _ in range(8)
-        ]
-    kfac_state = None
+    initial, pool, kfac_state, _ = starting_point(args, device)
     if args.warmup:
-        initial, kfac_state = warm_up(initial, pool, device, args.warmup)
         print_kept_eigenvectors(kfac_state, initial, device)
     batches = [pool[i % len(pool)] for i in range(args.steps)]
     block = args.block or (10 if device.type == "cuda" else 1)
