@@ -100,9 +100,10 @@ def langevin_update(
     ``rule``: a :class:`DiagonalRule` for ``states`` (``None``: ``P = I``, ``states`` empty);
     ``adapt``: update ``states`` by the rule first; ``drift_preconditioned``: ``a = 1``
     (else 0); ``noise_power``: ``b``, 0.5 or 1; ``weight_decay``: add ``λ·θ`` to ``g``.
-    Compiled on first use of each configuration (the keywords, whether ``seed`` is given, and
-    the device type)."""
-    key = (seed is None, *sorted(configuration.items()))
+    Compiled on first use of each configuration (the keywords, whether ``seed`` is given, the
+    parameters' shapes and dtypes, and the device type)."""
+    shapes = tuple((p.shape, p.dtype) for p in params)
+    key = (seed is None, shapes, *sorted(configuration.items()))
     _compiled(key, params[0].device.type)(params, grads, states, seed, scalars, **configuration)
 
 
@@ -110,9 +111,10 @@ def langevin_update(
 def _compiled(configuration: tuple, device_type: str) -> Callable[..., None]:
     """The update compiled for one configuration, from a copy of its code: Dynamo keeps the
     compilations of a code object in one cache of at most ``recompile_limit`` (8) entries,
-    beyond which ``fullgraph=True`` fails, and a process may step more configurations (and
-    parameter lists) than that. On a GPU, Inductor's combo kernels run the per-parameter loops
-    in a few launches instead of one each; a CPU's update is one kernel already."""
+    beyond which ``fullgraph=True`` fails, and a process may step more configurations and
+    parameter lists (each shape list is a recompilation) than that. On a GPU, Inductor's combo
+    kernels run the per-parameter loops in a few launches instead of one each; a CPU's update
+    is one kernel already."""
     update = types.FunctionType(
         _langevin_update.__code__.replace(), _langevin_update.__globals__, "langevin_update"
     )
