@@ -67,7 +67,7 @@ def _windows(config):
     return {w.name: (w.samples, w.every, w.end_epoch, w.sets) for w in config.windows}
 
 
-MAIN_WINDOWS = {  # PAPER.md §4: Fig. 4 the last epoch (118 samples) of the 10-epoch run,
+MAIN_WINDOWS = {  # the paper's §4: Fig. 4 the last epoch (118 samples) of the 10-epoch run,
     # Table 1 the last 50 samples, every 20 steps, of the 20-epoch run
     "fig4": (118, 1, 10, ("test", "ood")),
     "table1": (50, 20, 20, ("test", "fgsm")),

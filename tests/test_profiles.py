@@ -72,7 +72,7 @@ def _sample_counts(config):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_average_of_every_notebook_run_holds_at_least_three_samples(profile):
-    """DESIGN.md's results contract: no window and no per-epoch averaged predictive of any
+    """The results contract (book/methods.md): no window and no per-epoch averaged predictive of any
     config a notebook uses (protocol.plan) could average fewer than 3 samples."""
     configs = notebook_configs(profile)
     assert configs

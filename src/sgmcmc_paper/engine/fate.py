@@ -1,4 +1,4 @@
-"""A run's fate: ``complete``, ``diverged`` or ``collapsed`` (DESIGN.md, results contract).
+"""A run's fate: ``complete``, ``diverged`` or ``collapsed`` (book/methods.md, "Run fates").
 
 The fate is computed from what a run stores, so every stored run has one without retraining:
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-#: A run's fates (DESIGN.md, results contract), in this order everywhere.
+#: A run's fates, in this order everywhere.
 FATES = ("complete", "diverged", "collapsed")
 #: Classes of each dataset a run may be trained on.
 NUM_CLASSES = {"mnist": 10}

@@ -6,7 +6,7 @@ are arguments of :func:`sgmcmc_paper.engine.experiment.run`). :meth:`RunConfig.k
 former, so a result made on a GPU is found from a CPU. Fields a method ignores are normalised to
 ``None`` (e.g. ``kfac_damping`` of an SGLD run), so they never split the store.
 
-Units. ``lr`` is in the units of the config's ``convention`` (DESIGN.md): mean-loss units for
+Units. ``lr`` is in the units of the config's ``convention`` (book/methods.md): mean-loss units for
 ``"paper"``, potential units (``N`` times smaller) for ``"langevin"``. ``eval_every``,
 ``trace_every`` and window spacings count optimizer steps; an epoch is
 ``ceil(train size / batch_size)`` steps (the last batch of an epoch is smaller).

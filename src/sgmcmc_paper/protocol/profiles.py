@@ -9,7 +9,7 @@ out-of-distribution), ``table1`` is "the last 50 samples, every 20 steps, of the
 (Table 1, FGSM). With a constant learning rate the first 10 epochs of the 20-epoch run are the
 10-epoch run, so one run per (method, seed) serves Figs. 1, 2, 4 and Table 1.
 
-Averages average (DESIGN.md, results contract): every per-epoch averaged predictive and every
+Averages average (book/methods.md): every per-epoch averaged predictive and every
 window holds at least :data:`MIN_SAMPLES` samples. A run's epoch averages one sample every
 ``eval_every`` steps and its last step (:attr:`RunConfig.epoch_samples`); where the profile's
 spacing would leave an epoch fewer than :data:`MIN_SAMPLES` (smallMNIST: 10 or 6 steps per
