@@ -35,6 +35,16 @@ def spd_matrix(eigenvalues: Tensor, generator: torch.Generator) -> Tensor:
     return (rotation * eigenvalues.to(torch.float64)) @ rotation.T
 
 
+def conditioned_gaussian(dim: int = 10, condition: float = 100.0) -> tuple[Tensor, Tensor]:
+    """``(H, μ)`` of a Gaussian target in float64: Hessian eigenvalues log-spaced from 1 to
+    ``condition``, randomly rotated, and a random mean (seeded 0)."""
+    generator = torch.Generator().manual_seed(0)
+    eigenvalues = torch.logspace(0, math.log10(condition), dim, dtype=torch.float64)
+    hessian = spd_matrix(eigenvalues, generator)
+    mean = torch.randn(dim, generator=generator, dtype=torch.float64)
+    return hessian, mean
+
+
 def stationary_moments(
     A: np.ndarray, b: np.ndarray, Q: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from _targets import (
     assert_standard_normal,
+    conditioned_gaussian,
     deviation_from_standard_normal,
     law_after,
     run_quadratic_chains,
-    spd_matrix,
     standardize,
     stationary_moments,
 )
@@ -30,10 +30,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def gaussian_target():
     """d = 10, Hessian eigenvalues 1…100 (condition number 100), randomly rotated."""
-    generator = torch.Generator().manual_seed(0)
-    hessian = spd_matrix(torch.logspace(0, 2, 10, dtype=F64), generator)
-    mean = torch.randn(10, generator=generator, dtype=F64)
-    return hessian, mean
+    return conditioned_gaussian()
 
 
 def _run_sgld(hessian, mean, lr, temperature, n_chains, steps, seed):
