@@ -46,6 +46,11 @@ LATE_FIELDS: dict[str, tuple] = {
     "kfac_factor_init": (None, "identity"),
     "kfac_max_rows": (None, 4096),
 }
+#: Fields that only add outputs to a run's evaluation (never change its training or any output
+#: a run without them has): left out of the key, recorded in ``run.json``. A stored run whose
+#: recorded values differ from a config's holds the same training but an older evaluation: the
+#: notebooks read what it has, the fill retrains it to complete it.
+EVALUATION_FIELDS: frozenset[str] = frozenset()
 #: pSGLD's ``alpha`` and ``eps`` per convention when a config leaves them ``None``: the values
 #: every stored run used (:class:`sgmcmc.PSGLD`'s defaults when they were made), passed to the
 #: sampler explicitly so that a change of the library's defaults cannot change a stored result
@@ -378,6 +383,8 @@ class RunConfig:
         """16 hex digits of a SHA-256 of the result-determining fields (not ``profile``)."""
         fields = self.to_dict()
         fields.pop("profile")
+        for name in EVALUATION_FIELDS:
+            fields.pop(name)
         for name, absent in LATE_FIELDS.items():  # keys from before the field existed hold
             if fields[name] in absent:
                 fields.pop(name)
