@@ -6,6 +6,8 @@ The samplers are ``torch.optim.Optimizer`` subclasses::
 
 Subpackages: :mod:`sgmcmc.samplers` (the Langevin step and its preconditioners),
 :mod:`sgmcmc.kfac` (Kronecker-factored curvature), :mod:`sgmcmc.rng` (the noise);
+:mod:`sgmcmc.schedules` (cyclical step sizes for any sampler), :mod:`sgmcmc.laplace` (the
+K-FAC Laplace approximation, a Gaussian posterior from the same factors);
 :mod:`sgmcmc.diagnostics` (ESS, mESS, ArviZ conversion) for analysing chains. The library
 depends on torch and numpy only; the experiments of Palacci & Hess (2018) live in the separate
 harness package ``sgmcmc_paper`` (``pip install 'sgmcmc[paper]'``).
@@ -22,6 +24,8 @@ _EXPORTS = {
     "LangevinSampler": "sgmcmc.samplers",
     "KFAC": "sgmcmc.kfac",
     "potential": "sgmcmc.posterior",
+    "KFACLaplace": "sgmcmc.laplace",
+    "CyclicalSchedule": "sgmcmc.schedules",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
