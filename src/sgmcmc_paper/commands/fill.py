@@ -241,7 +241,14 @@ def print_dry_run(profile: str, configs: list, device: str = "auto", verbose: bo
         print(f"stored ({len(found.stored)}):")
         for config in found.stored:
             print(f"  {describe(config)}")
-    print(f"{len(found.stored)} stored, {len(found.missing)} missing")
+    print(
+        f"{len(found.stored)} stored, {len(found.missing)} missing"
+        + (
+            f" ({len(found.stale)} of them stale evaluation: stored, evaluated otherwise)"
+            if found.stale
+            else ""
+        )
+    )
     if not found.missing:
         print("nothing to train")
         return
@@ -249,6 +256,7 @@ def print_dry_run(profile: str, configs: list, device: str = "auto", verbose: bo
     if local not in devices:
         devices.append(local)
     print(f"missing ({len(found.missing)}):")
+    stale = {c.key() for c in found.stale}
     for config in found.missing:
         costs = [
             f"~{format_duration(s)} on {d}"
@@ -264,7 +272,8 @@ def print_dry_run(profile: str, configs: list, device: str = "auto", verbose: bo
             costs = ["no similar stored run"]
             if loose:
                 costs.append(f"with another evaluation: {', '.join(loose)}")
-        print(f"  {describe(config)}  {'; '.join(costs)}")
+        why = "stale evaluation, retrained: " if config.key() in stale else ""
+        print(f"  {why}{describe(config)}  {'; '.join(costs)}")
     print(
         "cost of the missing runs per device: each run's time is the median run time "
         "(provenance.timing.total_s) of the stored similar runs (same method, convention, "

@@ -123,28 +123,35 @@ def notebook_counts(
 
 @dataclass
 class Survey:
-    """Which of a list of runs the store holds: ``stored`` and ``missing`` (in order), and
-    ``damaged``: the one-line reports of store entries that could not be read (moved aside by
-    the store, so counted as missing)."""
+    """Which of a list of runs the store holds: ``stored`` and ``missing`` (to train, in
+    order); ``stale``: those of ``missing`` that are stored with an older evaluation
+    (:func:`~sgmcmc_paper.engine.store.satisfies` is false: the notebooks read them, a fill
+    retrains them); ``damaged``: the one-line reports of store entries that could not be read
+    (moved aside by the store, so counted as missing)."""
 
     stored: list[RunConfig]
     missing: list[RunConfig]
     damaged: list[str] = field(default_factory=list)
+    stale: list[RunConfig] = field(default_factory=list)
 
 
 def survey(configs: Iterable[RunConfig], root: Path | None = None) -> Survey:
-    """Which of ``configs`` the store at ``root`` holds (as the notebooks find them:
-    :func:`~sgmcmc_paper.engine.store.find_result`)."""
-    from sgmcmc_paper.engine.store import find_result
+    """Which of ``configs`` the store at ``root`` holds with every output they ask for (as the
+    notebooks find them: :func:`~sgmcmc_paper.engine.store.find_result`, then
+    :func:`~sgmcmc_paper.engine.store.satisfies`)."""
+    from sgmcmc_paper.engine.store import find_result, satisfies
 
     result = Survey([], [])
     for config in configs:
         try:
-            found = find_result(config, root) is not None
+            found = find_result(config, root)
         except DamagedRunError as exc:
             result.damaged.append(str(exc))
-            found = False
-        (result.stored if found else result.missing).append(config)
+            found = None
+        if found is not None and not satisfies(found, config):
+            result.stale.append(config)
+            found = None
+        (result.stored if found is not None else result.missing).append(config)
     return result
 
 
@@ -306,13 +313,14 @@ class FillTrial:
     def __call__(self, fields: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        from sgmcmc_paper.engine.store import find_result, run_or_load
+        from sgmcmc_paper.engine.store import find_result, run_or_load, satisfies
 
         config, root = self.configs[fields["key"]], Path(self.root)
         try:
-            reused = find_result(config, root) is not None
+            found = find_result(config, root)
         except DamagedRunError:
-            reused = False  # moved aside: run_or_load trains it afresh
+            found = None  # moved aside: run_or_load trains it afresh
+        reused = found is not None and satisfies(found, config)
         start = time.perf_counter()
         with _environment(SGMCMC_DATA=self.data, SGMCMC_RESULTS=self.root):
             before = torch.get_num_threads()
@@ -325,6 +333,7 @@ class FillTrial:
                     progress=self.progress,
                     root=root,
                     checkpoint_every=self.checkpoint_every,
+                    complete_evaluation=True,
                 )
             finally:
                 torch.set_num_threads(before)

@@ -30,6 +30,8 @@ next request of that run trains it again (or a good copy can be put back).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -45,9 +47,10 @@ from sgmcmc_paper.engine.experiment import RunResult, run
 from sgmcmc_paper.engine.fate import FATES
 from sgmcmc_paper.engine.locks import file_lock
 from sgmcmc_paper.engine.quarantine import DAMAGED, quarantine
+from sgmcmc_paper.engine.robustness import transfer_images
 from sgmcmc_paper.errors import DamagedRunError, UserError
 from sgmcmc_paper.paths import ensure_dir, results_dir, unwritable_fix
-from sgmcmc_paper.protocol.config import ConfigError, RunConfig
+from sgmcmc_paper.protocol.config import EVALUATION_FIELDS, ConfigError, RunConfig
 
 RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -131,9 +134,30 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def stale_fields(stored: RunConfig, config: RunConfig) -> list[str]:
+    """The evaluation-only fields (:data:`~sgmcmc_paper.protocol.config.EVALUATION_FIELDS`)
+    whose values in ``stored`` (a stored run's config as ``run.json`` records it; a field an
+    older ``run.json`` lacks has its default, the value that adds no output) differ from
+    ``config``'s, sorted; empty when the stored run satisfies ``config``. A request answered
+    by a run of another method with its key (FSGD by SGD) is compared as that method."""
+    if stored.method != config.method:
+        config = config.replace(method=stored.method)
+    return sorted(n for n in EVALUATION_FIELDS if getattr(stored, n) != getattr(config, n))
+
+
+def satisfies(result: RunResult, config: RunConfig) -> bool:
+    """Whether a stored ``result`` of ``config``'s key holds every output ``config`` asks for:
+    its evaluation-only fields equal ``config``'s (a stale one holds the same training and an
+    older evaluation; the notebooks read it, :func:`run_or_load` with
+    ``complete_evaluation=True`` retrains it)."""
+    return not stale_fields(result.config, config)
+
+
 def load_result(folder: Path, config: RunConfig | None = None) -> RunResult:
     """Read a run folder; ``config`` (if given) replaces the stored one in the result (they
-    have the same key; e.g. an ``fsgd`` request answered by an ``sgd`` run).
+    have the same key; e.g. an ``fsgd`` request answered by an ``sgd`` run), with the
+    evaluation-only fields the stored run was evaluated with (:func:`stale_fields`), so
+    ``result.config`` says which outputs it holds.
 
     A folder that cannot be read as a run raises :class:`DamagedRunError` naming it and what
     is wrong (it is left where it is: :func:`find_result` moves store entries aside)."""
@@ -148,6 +172,8 @@ def load_result(folder: Path, config: RunConfig | None = None) -> RunResult:
     if config is not None and record["key"] != config.key():
         raise DamagedRunError(folder, f"{RUN_FILE} holds run {record['key']}, not {config.key()}")
     _check_artifacts(folder, record)
+    if config is not None and stale_fields(stored, config):  # the request, as evaluated
+        config = config.replace(**{name: getattr(stored, name) for name in EVALUATION_FIELDS})
     if (folder / "traces.npz").exists():
         npz_to_netcdf(folder / "traces.npz", {"sgmcmc_key": record["key"]})
     return RunResult(
@@ -392,22 +418,33 @@ def run_or_load(
     progress: bool = True,
     root: Path | None = None,
     checkpoint_every: float | None = None,
+    complete_evaluation: bool = False,
 ) -> RunResult:
     """The stored result of ``config`` if there is one (made on any device), else run it,
     store it and return it. Diverged runs are results too: they are loaded, not retried.
     A run in progress saves a checkpoint every ``checkpoint_every`` seconds (default
     :data:`~sgmcmc_paper.engine.experiment.CHECKPOINT_EVERY_S`) and resumes from it.
 
+    A stored run with an older evaluation (:func:`satisfies` is false) is returned as it is,
+    unless ``complete_evaluation``: then it is run again and the new result replaces it
+    atomically under the same key (``sgmcmc fill`` does this; the notebooks read what it has).
+
     A stored result that skipped an out-of-distribution set which is installed now is run
     again and replaced, so a machine without the Debian packages cannot leave the store short.
     """
+
+    def usable(found: RunResult | None) -> bool:
+        if found is None or _now_available(found.skipped):
+            return False
+        return satisfies(found, config) or not complete_evaluation
+
     found = find_result(config, root)
-    if found is not None and not _now_available(found.skipped):
+    if usable(found):
         return found
     with _key_lock(config, root):
         # Another process (a notebook, a sweep trial, a worker) may have finished it meanwhile.
         again = find_result(config, root)
-        if again is not None and (found is None or again.path != found.path):
+        if usable(again):
             return again
         checkpoint = checkpoint_path(config, root)
         result = run(
@@ -416,15 +453,32 @@ def run_or_load(
             progress=progress,
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
+            transfer=transfer_images(  # the seed's SGD run first: its PGD examples (#27)
+                config,
+                lambda source: run_or_load(
+                    source, device, progress, root, checkpoint_every, complete_evaluation
+                ),
+            ),
         )
-        stored = save_result(result, root, replace=found is not None)
+        stored = save_result(result, root, replace=again is not None)
         checkpoint.unlink(missing_ok=True)
         return load_result(stored, config)
 
 
 def checkpoint_path(config: RunConfig, root: Path | None = None) -> Path:
-    """``<store>/<profile>/.checkpoints/<key>.pt``: where a run in progress saves its state."""
-    return result_dir(config, root).parent / ".checkpoints" / f"{config.key()}.pt"
+    """``<store>/<profile>/.checkpoints/<key>.pt``: where a run in progress saves its state;
+    ``<key>-<evaluation>.pt`` where an evaluation-only field is not at its default (a hash of
+    their values), so a run never resumes from a checkpoint evaluated otherwise."""
+    changed = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name in EVALUATION_FIELDS and getattr(config, f.name) != f.default
+    }
+    name = config.key()
+    if changed:
+        text = json.dumps(changed, sort_keys=True, default=str)
+        name += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return result_dir(config, root).parent / ".checkpoints" / f"{name}.pt"
 
 
 def _key_lock(config: RunConfig, root: Path | None):

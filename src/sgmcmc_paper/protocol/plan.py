@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from sgmcmc_paper.analysis import tables
 from sgmcmc_paper.analysis.tables import RunKey
-from sgmcmc_paper.engine.store import find_result
+from sgmcmc_paper.engine.store import find_result, satisfies
 from sgmcmc_paper.protocol.config import RunConfig
 from sgmcmc_paper.protocol.hparams import tuned_overrides
 from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, PRECONDITIONED_METHODS
@@ -120,7 +120,16 @@ NOTEBOOK_RUNS: dict[str, Callable[[str, Iterable[int]], Configs]] = {
     "05_out_of_distribution": main_configs,
     "06_gradient_or_noise": gradient_or_noise_configs,
     "07_noise_conventions": noise_convention_configs,
+    "08_ksgld_at_scale": lambda profile, seeds: _ksgld_scale(profile, seeds),
 }
+
+
+def _ksgld_scale(profile: str, seeds: Iterable[int]) -> Configs:
+    """Chapter 08: :func:`sgmcmc_paper.analysis.ksgld_scale.ksgld_scale_configs` (imported
+    here: it builds on this module's :func:`cold_temperatures`)."""
+    from sgmcmc_paper.analysis.ksgld_scale import ksgld_scale_configs
+
+    return ksgld_scale_configs(profile, seeds)
 
 
 def notebook_runs(notebook: str, profile: str, seeds: Iterable[int]) -> Configs:
@@ -141,5 +150,11 @@ def notebook_configs(profile: str, notebook: str | None = None) -> list[RunConfi
 
 
 def missing_runs(profile: str, notebook: str | None = None) -> list[RunConfig]:
-    """The configs of :func:`notebook_configs` that the store does not hold yet."""
-    return [c for c in notebook_configs(profile, notebook) if find_result(c) is None]
+    """The configs of :func:`notebook_configs` to train: those the store does not hold yet,
+    and those it holds with a stale evaluation (:func:`~sgmcmc_paper.engine.store.satisfies`
+    is false: the notebooks read them, ``sgmcmc fill`` retrains them)."""
+    return [
+        c
+        for c in notebook_configs(profile, notebook)
+        if (found := find_result(c)) is None or not satisfies(found, c)
+    ]
