@@ -56,6 +56,7 @@ TINY = dataclasses.replace(
     eval_every=2,
     trace_every=1,
     trace_per_tensor=3,
+    robustness_size=0,  # tests that need it ask for it (test_robustness_engine)
     windows=(
         Window("fig4", samples=None, every=1, end_epoch=None, sets=("test", "ood")),
         Window("table1", samples=3, every=2, end_epoch=None, sets=("test", "fgsm")),

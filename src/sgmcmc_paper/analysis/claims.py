@@ -483,6 +483,54 @@ def adversarial(attacked, eps: float = paper.FGSM_EPSILON) -> list[Claim]:
     return claims
 
 
+# ---------------------------------------------------------------------- robustness (#27)
+#: The accuracy a method must keep under the strongest white-box attack to be called robust.
+ROBUST_ACCURACY = 0.5
+
+
+def robust(strongest, checks: Sequence[Claim], label: str, eps: float = 0.3) -> Claim:
+    """(tested) ``label`` is robust at ``eps``: gated on the gradient-masking checklist
+    (``checks``: :func:`sgmcmc_paper.analysis.robustness.checklist`, its last entry the
+    gate): a method whose checks fail gets no robustness claim (no), nor one whose checks
+    could not be decided (n/a); otherwise yes when the lower end of the interval over seeds
+    of its accuracy under the strongest white-box attack at ``eps`` (``strongest``: rows of
+    ``robustness.strongest_white_box`` for this method, with ``counted``) is at least
+    :data:`ROBUST_ACCURACY`; statistic: that lower end."""
+    text = f"{label} is robust at ε = {eps:g} (≥ {100 * ROBUST_ACCURACY:g} % under PGD)."
+    test = (
+        f"gradient-masking checklist, then {ONE_SAMPLE}; yes if the lower end "
+        f"≥ {100 * ROBUST_ACCURACY:g} %"
+    )
+    gate = checks[-1] if checks else None
+    if gate is None or gate.verdict == "n/a":
+        reason = gate.evidence if gate is not None else "no robustness evaluated"
+        return decide("robustness", text, None, None, reason, test, "tested")
+    if gate.verdict == "no":
+        return decide("robustness", text, False, None, gate.evidence, test, "tested")
+    row = _one_sample(strongest, "accuracy")
+    if row["count"] < MIN_SEEDS:
+        reason = f"checks pass, but too few seeds: {row['seeds counted']}"
+        return decide("robustness", text, None, None, reason, test, "tested")
+    low = row["low"]
+    evidence = (
+        f"checks pass; strongest white-box attack leaves {100 * row['mean']:.1f}% "
+        f"[{100 * low:.1f}, {100 * row['high']:.1f}] over {row['seeds counted']} seeds"
+    )
+    return decide("robustness", text, low >= ROBUST_ACCURACY, low, evidence, test, "tested")
+
+
+def robustness(strongest, checks: Mapping[tuple[str, str], Sequence[Claim]], eps=0.3):
+    """:func:`robust` for every ``(configuration, method)`` of ``checks``
+    (``robustness.method_checklists``), ``strongest`` the rows of all of them."""
+    out = []
+    for (configuration, method), claims in checks.items():
+        rows = strongest[
+            (strongest["configuration"] == configuration) & (strongest["method"] == method)
+        ]
+        out.append(robust(rows, claims, f"{_label(method)} ({configuration})", eps))
+    return out
+
+
 # ---------------------------------------------------------------------- 05: Fig. 4 (§4.5)
 def sgd_most_confident(confidence, configuration: str) -> Claim:
     """§4.5 (tested): SGD has the largest mean max probability on notMNIST-style letters

@@ -420,3 +420,207 @@ def checklists(
             rows(sweep, value), rows(transfer, value), rows(saturation, value), str(value)
         )
     return claims
+
+
+# ---------------------------------------------------------------------- from stored runs
+#: The parts of a window's ``robustness`` record (:mod:`sgmcmc_paper.engine.robustness`).
+PARTS = ("sweep", "transfer", "saturation")
+#: Modes of the saturation table read for a method's checklist, by reading (SGD: its model).
+SATURATION_MODES = {"single": ("single",), "averaged": ("per_sample", "predictive")}
+
+
+def stored_table(
+    results, part: str, window: str = "table1", mode: str | None = None
+) -> pd.DataFrame:
+    """One part (:data:`PARTS`) of every run's stored robustness record, long, with the run's
+    ``configuration, method, seed, fate, fate_epoch, counted`` (``tables``'
+    :data:`~sgmcmc_paper.analysis.tables.FAILED_RUN_RULE` at the window's last epoch) and
+    ``reading``, whether the row is the method's reading: ``mode`` (``"single"``: the window's
+    last sample; ``"averaged"``: the averaged predictive) or, when ``None``, the paper's (SGD
+    its single model, the others the averaged predictive). A run evaluated without robustness
+    (stored before it existed, or ``robustness_size = 0``) has no rows: :func:`evaluated`
+    lists them."""
+    from sgmcmc_paper.analysis import tables
+
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+
+    def records(method, result):
+        record = result.metrics["windows"].get(window, {}).get("robustness", {})
+        for row in record.get(part, []):
+            mode_ = mode or tables.paper_mode(method)
+            if part == "saturation":
+                reading = row["mode"] in SATURATION_MODES[mode_]
+            else:
+                reading = row["mode"] == mode_
+            yield {**row, "reading": reading}
+
+    def end(record, result):
+        try:
+            return result.config.window(window).end_epoch
+        except KeyError:
+            return None
+
+    frame = tables._rows(results, records, end)
+    return frame if len(frame) else pd.DataFrame(columns=["configuration", "method", "seed"])
+
+
+def evaluated(results, window: str = "table1") -> pd.DataFrame:
+    """Per run: whether its window holds the robustness record, and its transfer source."""
+    rows = []
+    for (configuration, method, seed), result in results.items():
+        record = result.metrics["windows"].get(window, {}).get("robustness")
+        rows.append(
+            {
+                "configuration": configuration,
+                "method": method,
+                "seed": seed,
+                "robustness": "evaluated" if record else "not evaluated",
+                "images": record["images"] if record else 0,
+                "transfer from": (record or {}).get("transfer_source") or "—",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def method_checklists(
+    sweep: pd.DataFrame, transfer: pd.DataFrame, saturation: pd.DataFrame
+) -> dict[tuple[str, str], list[Claim]]:
+    """:func:`checklist` per ``(configuration, method)`` of ``sweep``, on the rows of the
+    method's reading that count (seeds pooled); a method without rows is absent."""
+    out: dict[tuple[str, str], list[Claim]] = {}
+    if sweep.empty:
+        return out
+
+    def rows(table: pd.DataFrame, configuration: str, method: str) -> pd.DataFrame:
+        if table.empty:
+            return table
+        keep = (
+            (table["configuration"] == configuration)
+            & (table["method"] == method)
+            & table["reading"].astype(bool)
+            & table["counted"].astype(bool)
+        )
+        return table[keep]
+
+    for configuration, method in (
+        sweep[["configuration", "method"]].drop_duplicates().itertuples(index=False)
+    ):
+        own = rows(sweep, configuration, method)
+        if own.empty:
+            continue
+        out[(configuration, method)] = checklist(
+            own,
+            rows(transfer, configuration, method),
+            rows(saturation, configuration, method),
+            f"{method}, {configuration}",
+        )
+    return out
+
+
+#: The checklist table's columns, one per check of :func:`checklist`.
+CHECK_NAMES = (
+    "iterative ≥ FGSM",
+    "→ 0 as ε grows",
+    "transfer ≤ white-box",
+    "not saturated",
+    "robustness claim allowed",
+)
+
+
+def checklist_table(checks: dict[tuple[str, str], list[Claim]]) -> pd.DataFrame:
+    """:func:`method_checklists` as a table: one row per configuration and method, one column
+    per check (:data:`CHECK_NAMES`) holding its verdict (``yes``/``no``/``n/a``)."""
+    rows = [
+        {
+            "configuration": configuration,
+            "method": method,
+            **{name: c.verdict for name, c in zip(CHECK_NAMES, claims, strict=True)},
+        }
+        for (configuration, method), claims in checks.items()
+    ]
+    frame = pd.DataFrame(rows, columns=["configuration", "method", *CHECK_NAMES])
+    return frame.set_index(["configuration", "method"])
+
+
+def accuracy_curves(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy against ε of each method's reading over the seeds that count: one row per
+    ``configuration, method, attack, threat, eps`` with the pooled accuracy and images."""
+    if sweep.empty:
+        return pd.DataFrame(columns=["configuration", "method", "attack", "threat", "eps"])
+    chosen = sweep[sweep["reading"].astype(bool) & sweep["counted"].astype(bool)]
+    return _pooled(chosen, ["configuration", "method", "attack", "threat", "eps"])
+
+
+def strongest_white_box(sweep: pd.DataFrame, eps: float) -> pd.DataFrame:
+    """Per run (``configuration, method, seed``), the lowest accuracy of the method's reading
+    under any white-box attack (:data:`WHITE_BOX_THREATS`) at ``eps``, with ``counted``."""
+    if sweep.empty:
+        return pd.DataFrame(columns=["configuration", "method", "seed", "accuracy", "counted"])
+    at = sweep[
+        sweep["reading"].astype(bool)
+        & sweep["threat"].isin(WHITE_BOX_THREATS)
+        & ((sweep["eps"] - eps).abs() < 1e-9)
+    ]
+    keys = ["configuration", "method", "seed"]
+    return at.groupby(keys, as_index=False).agg(
+        accuracy=("accuracy", "min"), counted=("counted", "all"), fate=("fate", "first")
+    )
+
+
+def reading_tables(
+    results, window: str = "table1", modes: Sequence[str | None] = (None,)
+) -> dict[str, pd.DataFrame]:
+    """:func:`stored_table` of every part (:data:`PARTS`) with only the rows of the reading;
+    with several ``modes`` (e.g. ``("single", "averaged")``) each reading's rows, the mode
+    appended to ``configuration`` (``"eq. 1 (single)"``), so a checklist is made per reading."""
+    out = {}
+    for part in PARTS:
+        frames = []
+        for mode in modes:
+            frame = stored_table(results, part, window, mode)
+            if frame.empty:
+                continue
+            frame = frame[frame["reading"].astype(bool)]
+            if len(modes) > 1:
+                frame = frame.assign(configuration=frame["configuration"] + f" ({mode})")
+            frames.append(frame)
+        out[part] = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=["configuration", "method", "seed", "reading", "counted"])
+        )
+    return out
+
+
+def plot_accuracy_vs_eps(curves: pd.DataFrame):
+    """Accuracy against ε (:func:`accuracy_curves`), one panel per configuration, one colour
+    per method, PGD solid and FGSM dashed, each attack under the white-box threat model of the
+    reading (the one swept over ε); returns the figure (``None`` without rows)."""
+    import matplotlib.pyplot as plt
+
+    from sgmcmc_paper.analysis import plotting
+
+    if curves.empty:
+        return None
+    configurations = list(pd.unique(curves["configuration"]))
+    fig, axes = plt.subplots(
+        1, len(configurations), figsize=(5 * len(configurations), 3.8), sharey=True, squeeze=False
+    )
+    for ax, configuration in zip(axes[0], configurations, strict=True):
+        here = curves[curves["configuration"] == configuration]
+        for (method, attack), rows in here.groupby(["method", "attack"], sort=False):
+            swept = rows.groupby("threat")["eps"].nunique().idxmax()
+            rows = rows[rows["threat"] == swept].sort_values("eps")
+            ax.plot(
+                rows["eps"],
+                rows["accuracy"],
+                marker="o" if attack.startswith("PGD") else "x",
+                linestyle="-" if attack.startswith("PGD") else "--",
+                color=plotting.method_color(method),
+                label=f"{method} {attack}",
+            )
+        ax.axvline(0.3, color="grey", linewidth=0.8, linestyle=":")
+        plotting.label_axes(ax, "ε (L∞, pixels in [0, 1])", "accuracy", title=configuration)
+    axes[0][-1].legend(fontsize="small", loc="upper right")
+    return fig

@@ -702,8 +702,9 @@ def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table
     reading (FSGD both as a single model and averaged, as the code's output has it).
 
     Columns: the published table, the code's saved output, then per configuration the clean
-    test accuracy and the FGSM accuracy of each threat model (the predictive attack only for
-    averaged rows), as ``mean [low, high]`` (:func:`over_seeds`' interval) over the seeds that
+    test accuracy, the FGSM accuracy of each threat model (the predictive attack only for
+    averaged rows) and PGD's (:data:`PGD_COLUMN`; "not evaluated" where the runs hold none),
+    as ``mean [low, high]`` (:func:`over_seeds`' interval) over the seeds that
     count (:data:`FAILED_RUN_RULE`), and ``seeds``: how many count, and the others' fates.
     """
     import pandas as pd
@@ -716,6 +717,7 @@ def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table
     attacked = fgsm_table(results, window)
     if not attacked.empty:
         attacked = attacked[np.isclose(attacked.eps, eps)]
+    pgd = _pgd_rows(results, eps, window)
     code = {(m, p): (t, a) for m, p, t, a in paper.TABLE1_CODE_OUTPUT}
     rows = []
     for method, mode, label in TABLE1_ROWS:
@@ -734,11 +736,35 @@ def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table
                     attacked, configuration=configuration, method=method, threat=threat, mode=mode
                 )
                 row[(configuration, f"FGSM {threat}")], _ = _percent(chosen, "accuracy")
+            chosen = _select(pgd, configuration=configuration, method=method, mode=mode)
+            row[(configuration, PGD_COLUMN)] = _percent(chosen, "accuracy")[0] or NOT_EVALUATED
             row[(configuration, "seeds")] = seeds
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     return frame.set_index(("", "method")).rename_axis("")
+
+
+#: Table 1's PGD column (#27): PGD at the table's ε, per-sample threat model (true labels,
+#: clipped; each sample attacked with its own gradient), on the robustness subset.
+PGD_COLUMN = "PGD per_sample"
+#: A cell of runs whose window holds no robustness record (stored before it existed).
+NOT_EVALUATED = "not evaluated"
+
+
+def _pgd_rows(results: Mapping[RunKey, Any], eps: float, window: str):
+    """The PGD rows of Table 1's :data:`PGD_COLUMN` (``robustness.stored_table``'s sweep)."""
+    from sgmcmc_paper.analysis.robustness import stored_table
+
+    sweep = stored_table(results, "sweep", window)
+    if sweep.empty:
+        return sweep
+    keep = (
+        (sweep.threat == "per_sample")
+        & sweep.attack.str.startswith("PGD")
+        & np.isclose(sweep.eps.astype(float), eps)
+    )
+    return sweep[keep]
 
 
 def _select(frame, **equal):
@@ -753,7 +779,7 @@ def _select(frame, **equal):
 def table1_side_by_side(table):
     """:func:`table1` with the FGSM figure under the paper's own attack (the ``as_released``
     threat model) only: the paper's and its code's ``test / FGSM``, then per configuration
-    of this edition ``test``, ``FGSM`` and ``seeds``."""
+    of this edition ``test``, ``FGSM``, ``PGD`` (:data:`PGD_COLUMN`) and ``seeds``."""
     import pandas as pd
 
     def pair(test, fgsm) -> str:
@@ -769,7 +795,12 @@ def table1_side_by_side(table):
         ],
     }
     for configuration in CONFIGURATIONS:
-        for source, name in (("test", "test"), ("FGSM as_released", "FGSM"), ("seeds", "seeds")):
+        for source, name in (
+            ("test", "test"),
+            ("FGSM as_released", "FGSM"),
+            (PGD_COLUMN, "PGD"),
+            ("seeds", "seeds"),
+        ):
             columns[(configuration, name)] = list(table[(configuration, source)])
     frame = pd.DataFrame(columns, index=table.index)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)

@@ -28,6 +28,7 @@ from torch.func import functional_call
 from sgmcmc_paper.analysis import metrics
 from sgmcmc_paper.analysis.attacks import PER_SAMPLE_THREAT_MODELS, fgsm_predictive
 from sgmcmc_paper.analysis.metrics import PredictiveAverage
+from sgmcmc_paper.engine.robustness import RobustnessPlan, evaluate
 from sgmcmc_paper.engine.rundata import RunData
 from sgmcmc_paper.protocol.config import Window
 
@@ -107,8 +108,15 @@ class EpochAverage:
 class WindowEvaluator:
     """Accumulates one :class:`~sgmcmc_paper.protocol.config.Window`'s samples on its sets."""
 
-    def __init__(self, window: Window, data: RunData, fgsm_eps: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        window: Window,
+        data: RunData,
+        fgsm_eps: tuple[float, ...],
+        robustness: RobustnessPlan | None = None,
+    ) -> None:
         self.window, self.data, self.fgsm_eps = window, data, fgsm_eps
+        self.robustness = robustness
         self.clean_sets = []
         if "test" in window.sets:
             self.clean_sets.append("test")
@@ -170,7 +178,9 @@ class WindowEvaluator:
         """Scalar metrics (for ``run.json``) and per-example arrays (for ``predictions.npz``).
 
         Array names: ``<window>/<set>/<averaged|single>/<pred|max_prob|entropy|mi>``; ``mi``
-        only for ``averaged``, ``pred`` only for labelled sets.
+        only for ``averaged``, ``pred`` only for labelled sets. With FGSM and a
+        :class:`~sgmcmc_paper.engine.robustness.RobustnessPlan`, ``robustness`` holds PGD, the
+        ε sweep, transfer attacks and saturation (:mod:`sgmcmc_paper.engine.robustness`).
         """
         w = self.window.name
         out: dict = {"samples": len(self.steps), "steps": list(self.steps), "sets": {}}
@@ -196,6 +206,14 @@ class WindowEvaluator:
                 out["sets"][name]["detection"] = _detection(scores["test"], scores[name])
         if "fgsm" in self.window.sets:
             out["fgsm"] = self._fgsm_metrics(model)
+            if self.robustness is not None:
+                attack = self.data.attack
+                models = [_bind(model, params) for params in self.snapshots]
+                batch = EVAL_BATCH.get(attack.x.device.type, DEFAULT_EVAL_BATCH)
+                out["robustness"], extra = evaluate(
+                    self.robustness, models, attack.x, attack.y, attack.index, w, batch
+                )
+                arrays.update(extra)
         self.snapshots.clear()
         return out, arrays
 

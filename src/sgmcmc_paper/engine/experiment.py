@@ -182,16 +182,19 @@ def run(
     progress: bool = True,
     checkpoint: Path | None = None,
     checkpoint_every: float | None = None,
+    transfer: Any = None,
 ) -> RunResult:
     """Train and evaluate ``config`` on ``device``; see the module docstring for the result
-    and for ``checkpoint`` (``checkpoint_every=None``: :data:`CHECKPOINT_EVERY_S`)."""
+    and for ``checkpoint`` (``checkpoint_every=None``: :data:`CHECKPOINT_EVERY_S`).
+    ``transfer``: the SGD run's PGD examples its windows are attacked with
+    (:func:`sgmcmc_paper.engine.robustness.transfer_images`; ``None``: no transfer attack)."""
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()  # no page faults for each step's activations (sgmcmc.allocator)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
     with torch.random.fork_rng(devices=devices):
-        return _Run(config, dev, progress, checkpoint, every).execute()
+        return _Run(config, dev, progress, checkpoint, every, transfer).execute()
 
 
 class _Run:
@@ -204,8 +207,10 @@ class _Run:
         progress: bool,
         checkpoint: Path | None = None,
         checkpoint_every: float = CHECKPOINT_EVERY_S,
+        transfer: Any = None,
     ) -> None:
         from sgmcmc_paper.engine.evaluation import WindowEvaluator
+        from sgmcmc_paper.engine.robustness import RobustnessPlan
         from sgmcmc_paper.engine.rundata import load_run_data
         from sgmcmc_paper.engine.traces import TraceRecorder
         from sgmcmc_paper.engine.training import Trainer
@@ -232,7 +237,8 @@ class _Run:
             torch.Generator(device).manual_seed(kfac_seed),
         )
         self.batches = torch.Generator().manual_seed(batch_seed)
-        self.windows = {w.name: WindowEvaluator(w, self.data, c.fgsm_eps) for w in c.windows}
+        plan = RobustnessPlan.from_config(c, transfer)
+        self.windows = {w.name: WindowEvaluator(w, self.data, c.fgsm_eps, plan) for w in c.windows}
         self.window_steps = _window_steps(c.windows, c.steps_per_epoch)
         self.recorder = None
         if c.trace_every:

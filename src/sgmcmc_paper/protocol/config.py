@@ -27,7 +27,6 @@ from typing import Any
 from sgmcmc.kfac.eigen import DAMPING_MODES
 from sgmcmc.kfac.estimator import FACTOR_INITS, FISHERS
 from sgmcmc.samplers.base import CONVENTIONS, PRECONDITIONS
-from sgmcmc.samplers.psgld import AVERAGES, DEFAULT_AVERAGE
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.protocol.models import INITS
 from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, LEARNING_RATES, METHODS, SGD_METHODS
@@ -46,20 +45,25 @@ LATE_FIELDS: dict[str, tuple] = {
     "kfac_eigen_rtol": (None, 0.0),
     "kfac_factor_init": (None, "identity"),
     "kfac_max_rows": (None, 4096),
-    "psgld_average": (None,),
 }
 #: Fields that only add outputs to a run's evaluation (never change its training or any output
 #: a run without them has): left out of the key, recorded in ``run.json``. A stored run whose
 #: recorded values differ from a config's holds the same training but an older evaluation: the
 #: notebooks read what it has, the fill retrains it to complete it.
-EVALUATION_FIELDS: frozenset[str] = frozenset()
-#: pSGLD's ``alpha`` and ``eps`` per average rule when a config leaves them ``None``: the values
-#: every stored run used (:class:`sgmcmc.PSGLD`'s defaults when they were made; before
-#: ``psgld_average`` existed each convention had its own rule, so these are the values per
-#: convention as well), passed to the sampler explicitly so that a change of the library's
-#: defaults cannot change a stored result under the same key. Changing them here changes
-#: results: bump :data:`RESULT_SCHEMA` with them.
-PSGLD_DEFAULTS: dict[str, tuple[float, float]] = {"released": (0.96, 1e-10), "square": (0.99, 1e-5)}
+EVALUATION_FIELDS: frozenset[str] = frozenset(
+    {"robustness_size", "pgd_steps", "pgd_restarts", "robustness_eps", "transfer_eps"}
+)
+#: The ε grid of the robustness sweep (book/methods.md, "Adversarial robustness"): the paper's
+#: 0.3 in steps of 0.05, then 0.5 and 1 (unbounded on [0, 1] pixels: the checklist's check that
+#: accuracy falls to about 0).
+ROBUSTNESS_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0)
+#: The ε at which SGD runs store their PGD examples for transfer attacks.
+TRANSFER_EPS = (0.1, 0.2, 0.3)
+#: pSGLD's ``alpha`` and ``eps`` per convention when a config leaves them ``None``: the values
+#: every stored run used (:class:`sgmcmc.PSGLD`'s defaults when they were made), passed to the
+#: sampler explicitly so that a change of the library's defaults cannot change a stored result
+#: under the same key. Changing them here changes results: bump :data:`RESULT_SCHEMA` with them.
+PSGLD_DEFAULTS: dict[str, tuple[float, float]] = {"paper": (0.96, 1e-10), "langevin": (0.99, 1e-5)}
 #: Bump when the engine's output for an unchanged config changes meaning; it is part of the key.
 RESULT_SCHEMA = 1
 
@@ -145,11 +149,9 @@ class RunConfig:
     ``None`` in a method hyper-parameter means its default: ``lr`` from :func:`default_lr`
     (the released code's 0.01 for SGD/FSGD and 0.02 for the Langevin methods, in each
     convention's units; pSGLD's and KSGLD's own where their drift is preconditioned);
-    ``precondition`` "noise" (paper) or "both" (langevin); pSGLD's ``psgld_average`` the
-    convention's rule (:class:`sgmcmc.PSGLD`'s ``average``: the released recursion for paper,
-    Li et al.'s ``"square"`` average for langevin; a late field, so stored keys hold) and its
-    ``alpha``/``eps`` the values of :data:`PSGLD_DEFAULTS` for that rule (:class:`sgmcmc.PSGLD`'s
-    defaults, pinned here).
+    ``precondition`` "noise" (paper) or "both" (langevin); pSGLD's ``alpha``/``eps`` the
+    values of :data:`PSGLD_DEFAULTS` for the convention (:class:`sgmcmc.PSGLD`'s defaults,
+    pinned here).
 
     ``sgd`` and ``fsgd`` are one training (``torch.optim.SGD``); every run records both the
     single model and the window-averaged predictions, so they share one stored result: SGD's
@@ -166,6 +168,13 @@ class RunConfig:
     that a changed library default cannot be silently reused from the store; fields added
     after runs were stored are :data:`LATE_FIELDS`, left out of the key at the value those
     runs used.
+
+    Robustness (:data:`EVALUATION_FIELDS`, book/methods.md "Adversarial robustness"): at each
+    window with ``"fgsm"``, the first ``robustness_size`` attacked images (``0``: none, the
+    behaviour of runs stored before these fields) get PGD (``pgd_steps`` signed steps of
+    ``2.5·ε/pgd_steps``, ``pgd_restarts`` random starts), an ε sweep over ``robustness_eps``
+    and the saturation statistics (:mod:`sgmcmc_paper.engine.robustness`); SGD runs store
+    their PGD examples at ``transfer_eps`` for the other runs' transfer attacks.
     """
 
     method: str
@@ -178,7 +187,6 @@ class RunConfig:
     prior_std: float | None = 1.0
     psgld_alpha: float | None = None
     psgld_eps: float | None = None
-    psgld_average: str | None = None
     kfac_damping: float | None = 1e-3
     kfac_damping_mode: str | None = "exact"
     kfac_ema_decay: float | None = 0.95
@@ -203,6 +211,11 @@ class RunConfig:
     attack_size: int | None = None
     ood_size: int | None = None
     fgsm_eps: tuple[float, ...] = (0.3,)
+    robustness_size: int = 0
+    pgd_steps: int = 40
+    pgd_restarts: int = 1
+    robustness_eps: tuple[float, ...] = ROBUSTNESS_EPS
+    transfer_eps: tuple[float, ...] = TRANSFER_EPS
     windows: tuple[Window, ...] = ()
     seed: int = 0
     #: The store folder (``results/<profile>/``); a label, not part of the key.
@@ -239,6 +252,16 @@ class RunConfig:
         if not eps or any(not _is_number(e) or not 0 < e < math.inf for e in eps):
             raise ConfigError(f"fgsm_eps must be positive numbers, got {self.fgsm_eps!r}")
         set_(self, "fgsm_eps", tuple(float(e) for e in eps))
+        _check_int("robustness_size", self.robustness_size, 0)
+        _check_int("pgd_steps", self.pgd_steps, 1)
+        _check_int("pgd_restarts", self.pgd_restarts, 1)
+        for name in ("robustness_eps", "transfer_eps"):
+            grid = getattr(self, name)
+            if not isinstance(grid, (list, tuple)) or any(
+                not _is_number(e) or not 0 <= e < math.inf for e in grid
+            ):
+                raise ConfigError(f"{name} must be a list of numbers >= 0, got {grid!r}")
+            set_(self, name, tuple(sorted({float(e) for e in grid})))
         self._normalise_method_fields()
         set_(self, "windows", self._resolve_windows())
 
@@ -274,14 +297,9 @@ class RunConfig:
                 _check_unit_interval("psgld_alpha", self.psgld_alpha)
             if self.psgld_eps is not None:
                 _check_positive("psgld_eps", self.psgld_eps)
-            if self.psgld_average is not None:
-                _check_choice("psgld_average", self.psgld_average, AVERAGES)
-                if self.psgld_average == DEFAULT_AVERAGE[self.convention]:
-                    set_(self, "psgld_average", None)  # the convention's own: one key per run
         else:
             set_(self, "psgld_alpha", None)
             set_(self, "psgld_eps", None)
-            set_(self, "psgld_average", None)
         kfac_fields = [f.name for f in dataclasses.fields(self) if f.name.startswith("kfac_")]
         if self.method != "ksgld" or self.kfac_update is False:
             for name in kfac_fields:
@@ -364,14 +382,6 @@ class RunConfig:
             return "sgld"
         return self.method
 
-    @property
-    def psgld_rule(self) -> str | None:
-        """pSGLD's average rule (``psgld_average``, or the convention's own when ``None``:
-        ``"released"`` for paper, ``"square"`` for langevin); ``None`` for other methods."""
-        if self.method != "psgld":
-            return None
-        return self.psgld_average or DEFAULT_AVERAGE[self.convention]
-
     def window(self, name: str) -> Window:
         for w in self.windows:
             if w.name == name:
@@ -384,6 +394,8 @@ class RunConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["windows"] = [w.to_dict() for w in self.windows]
         out["fgsm_eps"] = list(self.fgsm_eps)
+        out["robustness_eps"] = list(self.robustness_eps)
+        out["transfer_eps"] = list(self.transfer_eps)
         return out
 
     @classmethod

@@ -57,6 +57,8 @@ class Profile:
     SGD run's training time; ``sweep_epochs`` its runs' length. ``hparams``: whose selection
     (``results/hparams/<hparams>.json``) tuned runs use. ``langevin_epochs``: the length of the
     langevin-convention runs of notebooks 06 and 07 (``None``: ``epochs``).
+    ``robustness_size``/``pgd_steps``: the images and PGD steps of the robustness evaluation
+    (:mod:`sgmcmc_paper.engine.robustness`), for runs on the profile's training set only.
     """
 
     name: str
@@ -78,6 +80,8 @@ class Profile:
     hparams: str
     description: str
     langevin_epochs: int | None = None
+    robustness_size: int = 0
+    pgd_steps: int = 40
 
     def windows_for(self, epochs: int, num_train: int, batch_size: int) -> tuple[Window, ...]:
         """The profile's windows fitted to a run: a window ending after the run ends at its
@@ -130,6 +134,11 @@ class Profile:
             "eval_every": self.eval_every,
             "trace_every": self.trace_every,
             "trace_per_tensor": self.trace_per_tensor,
+            # robustness (#27) on the main training set only: Table 1 and the langevin chains
+            "robustness_size": self.robustness_size
+            if overrides.get("train_size", self.train_size) == self.train_size
+            else 0,
+            "pgd_steps": self.pgd_steps,
             "profile": self.name,
             **overrides,
         }
@@ -165,6 +174,8 @@ PROFILES: dict[str, Profile] = {
         sweep_budget=5.0,
         sweep_epochs=1,
         hparams="ci",
+        robustness_size=16,
+        pgd_steps=5,
         description="seconds per run on 2 CPU cores: 2,000 training images, 2 epochs, "
         "256 test images; proves every code path, says nothing about the paper",
     ),
@@ -195,6 +206,8 @@ PROFILES: dict[str, Profile] = {
         "evaluation on 2,000 test images (250 attacked, 500 per out-of-distribution set), "
         "6 samples per window (both in the last epoch), smallMNIST at 5,000 only, one seed, "
         "the paper profile's tuned hyper-parameters (no search)",
+        robustness_size=50,
+        pgd_steps=10,
         langevin_epochs=1,
     ),
     "paper": Profile(
@@ -218,6 +231,8 @@ PROFILES: dict[str, Profile] = {
         sweep_budget=5.0,
         sweep_epochs=10,
         hparams="paper",
+        robustness_size=1000,
+        pgd_steps=40,
         description="the paper's protocol: 60,000 training images, 20 epochs (the first 10 "
         "are the 10-epoch run), the full test set, 10,000 images per out-of-distribution set, "
         "the paper's windows, 3 seeds, grid search with 5x the SGD training time",
@@ -258,11 +273,8 @@ def as_described(
 
     K-FAC is damped as tf.contrib.kfac (and Martens & Grosse) do, factor by factor
     (``kfac_damping_mode="factored"``), with the code's damping 1e-3 and decay 0.95.
-    pSGLD is Li et al.'s (2016): the average of squared gradients (``psgld_average="square"``,
-    not the released recursion) in the paper convention, with their ``α = 0.99`` and
-    ``λ = 1e-5`` until the search selects its own (Palacci & Hess give neither); a selection
-    searched for another pSGLD rule (the smallMNIST ones made before the rule was a field) is
-    not used for it.
+    pSGLD keeps :class:`sgmcmc.PSGLD`'s paper-convention rule (the released recursion);
+    Li et al.'s RMSprop average comes with ``convention="langevin"``.
 
     The rates come from ``results/hparams/<profile's hparams>.json`` when ``tuned`` and a
     selection exists for this method, convention and training size
@@ -274,16 +286,11 @@ def as_described(
     described: dict[str, Any] = {"convention": "paper", "init": "tf"}
     if method == "ksgld":
         described.update(kfac_update=True, kfac_damping_mode="factored")
-    if method == "psgld":
-        described.update(psgld_average="square")
     described.update(overrides)
     if tuned:
         convention = described.get("convention", "paper")
         train_size = described.get("train_size", prof.train_size)
         selection = tuned_overrides(prof.hparams, method, convention, train_size) or {}
-        rule = described.get("psgld_average")
-        if method == "psgld" and convention == "paper" and selection.get("psgld_average") != rule:
-            selection = {}  # searched for another pSGLD rule
         noise_only = described.get("precondition") == "noise"
         if convention == "langevin" and noise_only and method in LANGEVIN_PRECONDITIONED_LR:
             # eq. 2: the drift is SGLD's, so its rate and schedule are SGLD's selection's
