@@ -91,7 +91,8 @@ def test_as_released_is_the_released_code_at_the_papers_protocol():
     assert runs[("fsgd", 0)].key() == runs[("sgd", 0)].key()  # one training, two readings
     psgld = runs[("psgld", 0)]
     assert (psgld.psgld_alpha, psgld.psgld_eps) == (None, None)
-    assert PSGLD_DEFAULTS["paper"] == (0.96, 1e-10)  # the released m ← sqrt(1e-10 + 0.96·m + …)
+    assert psgld.psgld_rule == "released"
+    assert PSGLD_DEFAULTS["released"] == (0.96, 1e-10)  # the code's m ← sqrt(1e-10 + 0.96·m + …)
 
 
 def test_as_described_main_runs_have_a_working_factored_kfac_and_the_released_rates():
@@ -105,6 +106,10 @@ def test_as_described_main_runs_have_a_working_factored_kfac_and_the_released_ra
     ksgld = runs[("ksgld", 0)]
     assert ksgld.kfac_damping_mode == "factored"  # as tf.contrib.kfac (methods: Damping)
     assert {k: getattr(ksgld, k) for k in KFAC_FACTS} == KFAC_FACTS
+    psgld = runs[("psgld", 0)]  # Li et al.'s average, their constants until searched
+    assert (psgld.psgld_rule, psgld.psgld_alpha, psgld.psgld_eps) == ("square", None, None)
+    released = _family(_runs("01_test_accuracy"), "as released")
+    assert psgld.key() != released[("psgld", 0)].key()
 
 
 def test_fig2_draws_the_main_runs_chains():
@@ -133,12 +138,15 @@ def test_small_mnist_averages_every_step_of_its_short_epochs(size, steps):
 
 def test_small_mnist_as_described_takes_the_selected_rates_and_ksgld_s_is_flagged():
     runs = _runs("03_small_mnist")
-    rates = {"sgd": 0.1, "fsgd": 0.1, "sgld": 0.06, "psgld": 0.06, "ksgld": 0.06}
+    # pSGLD's selections were searched with the released recursion: not Li et al.'s, not used
+    rates = {"sgd": 0.1, "fsgd": 0.1, "sgld": 0.06, "psgld": 0.02, "ksgld": 0.06}
     for size in (5000, 3000):
         described = _family(runs, f"as described {size}")
         for (method, _), c in described.items():
             assert c.lr == rates[method] and c.lr_decay == 1.0
-        assert described[("psgld", 0)].psgld_alpha == 0.96
+        psgld = described[("psgld", 0)]
+        assert (psgld.psgld_rule, psgld.psgld_alpha) == ("square", None)
+        assert tuned_overrides("paper", "psgld", "paper", size)["psgld_alpha"] == 0.96
         ksgld = described[("ksgld", 0)]
         assert ksgld.kfac_damping_mode == "factored"
         selection = tuned_overrides("paper", "ksgld", "paper", size)
@@ -178,7 +186,8 @@ def test_eq1_preconditions_both_terms_at_the_sweeps_starting_rates():
         assert tuned_overrides("paper", method, "langevin", None) is None
     assert runs[("sgld", 0)].lr == pytest.approx(0.02 / (2 * N))  # the released gradient step
     assert runs[("psgld", 0)].lr == 3e-4 and runs[("ksgld", 0)].lr == 1e-3
-    assert runs[("psgld", 0)].psgld_alpha is None and PSGLD_DEFAULTS["langevin"] == (0.99, 1e-5)
+    assert runs[("psgld", 0)].psgld_alpha is None and PSGLD_DEFAULTS["square"] == (0.99, 1e-5)
+    assert runs[("psgld", 0)].psgld_rule == "square"
 
 
 def test_eq2_preconditions_the_noise_only_at_sglds_rate():
@@ -256,8 +265,11 @@ def test_the_trainer_passes_the_configs_kfac_and_psgld_settings():
     kfac = trainer(config).kfac
     assert (kfac.factor_init, kfac.max_rows, kfac.damping_mode) == ("first_batch", 100, "factored")
     assert config.key() != RunConfig(method="ksgld", kfac_damping_mode="factored").key()
-    for convention in ("paper", "langevin"):
+    for convention, rule in (("paper", "released"), ("langevin", "square")):
         group = trainer(RunConfig(method="psgld", convention=convention)).optimizer.param_groups[0]
-        assert (group["alpha"], group["eps"]) == PSGLD_DEFAULTS[convention]
+        assert (group["average"], group["alpha"], group["eps"]) == (rule, *PSGLD_DEFAULTS[rule])
+    li = trainer(RunConfig(method="psgld", psgld_average="square")).optimizer.param_groups[0]
+    li_et_al = (li["convention"], li["average"], li["alpha"], li["eps"])
+    assert li_et_al == ("paper", "square", 0.99, 1e-5)
     # the pins are the library's defaults today (a change there is a decision to make here)
     assert PSGLD_DEFAULTS == psgld_module._DEFAULT_CONSTANTS

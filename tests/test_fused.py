@@ -62,6 +62,12 @@ VARIANTS = {
     ),
     "psgld langevin both": lambda ps, f, g: PSGLD(ps, 1e-3, generator=g, fused=f),
     "psgld paper": lambda ps, f, g: PSGLD(ps, 0.05, convention="paper", generator=g, fused=f),
+    "psgld paper, Li et al.'s average": lambda ps, f, g: PSGLD(
+        ps, 0.05, convention="paper", average="square", generator=g, fused=f
+    ),
+    "psgld langevin, released recursion": lambda ps, f, g: PSGLD(
+        ps, 1e-3, average="released", generator=g, fused=f
+    ),
     "psgld langevin noise, burn-in 1, T = 0": lambda ps, f, g: PSGLD(
         ps, 1e-3, precondition="noise", temperature=0.0, burn_in=1, fused=f
     ),

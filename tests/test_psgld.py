@@ -251,3 +251,125 @@ def test_convention_sets_the_default_constants():
     paper = PSGLD([torch.zeros(2)], lr=0.1, convention="paper").param_groups[0]
     assert (langevin["alpha"], langevin["eps"], langevin["precondition"]) == (0.99, 1e-5, "both")
     assert (paper["alpha"], paper["eps"], paper["precondition"]) == (0.96, 1e-10, "noise")
+
+
+# ------------------------------------------------------- the rule chosen apart from the convention
+def test_paper_convention_with_li_et_al_s_average():
+    """average="square", convention="paper": V₀ = 0, V ← 0.99·V + 0.01·g², P = 1/(1e-5 + √V)
+    (Li et al.'s α and λ), θ ← θ − (lr/2)·g + lr²·P·ξ (the paper convention's step)."""
+    param = torch.randn(30, dtype=F64)
+    lr = 0.02
+    optimizer = PSGLD(
+        [param],
+        lr=lr,
+        convention="paper",
+        average="square",
+        generator=torch.Generator().manual_seed(8),
+    )
+    group = optimizer.param_groups[0]
+    assert (group["average"], group["alpha"], group["eps"]) == ("square", 0.99, 1e-5)
+    reference = torch.Generator().manual_seed(8)
+    square_avg, expected = torch.zeros(30, dtype=F64), param.clone()
+    for _ in range(2):
+        grad = torch.randn(30, dtype=F64)
+        param.grad = grad
+        optimizer.step()
+        square_avg = 0.99 * square_avg + 0.01 * grad**2
+        xi = torch.randn(30, generator=reference, dtype=F64)
+        expected = expected - lr / 2 * grad + lr**2 * xi / (1e-5 + square_avg.sqrt())
+        torch.testing.assert_close(optimizer.state[param]["square_avg"], square_avg)
+        torch.testing.assert_close(param, expected)
+    assert "m" not in optimizer.state[param]
+
+
+def test_langevin_convention_with_the_released_recursion():
+    """average="released", convention="langevin": m₀ = 1, m ← sqrt(1e-10 + 0.96·m + 0.04·g²),
+    θ ← θ − lr·g/m + sqrt(2·lr)·ξ/√m."""
+    param, grad = torch.randn(30, dtype=F64), torch.randn(30, dtype=F64)
+    start, lr = param.clone(), 1e-3
+    optimizer = PSGLD(
+        [param], lr=lr, average="released", generator=torch.Generator().manual_seed(9)
+    )
+    param.grad = grad
+    optimizer.step()
+    m = torch.sqrt(1e-10 + 0.96 + 0.04 * grad**2)
+    xi = torch.randn(30, generator=torch.Generator().manual_seed(9), dtype=F64)
+    torch.testing.assert_close(optimizer.state[param]["m"], m)
+    torch.testing.assert_close(param, start - lr * grad / m + math.sqrt(2 * lr) * xi / m.sqrt())
+
+
+def test_default_average_is_the_convention_s_and_bad_names_are_refused():
+    assert PSGLD([torch.zeros(2)], lr=0.1).param_groups[0]["average"] == "square"
+    paper = PSGLD([torch.zeros(2)], lr=0.1, convention="paper").param_groups[0]
+    assert paper["average"] == "released"
+    with pytest.raises(ValueError, match="average must be one of"):
+        PSGLD([torch.zeros(2)], lr=0.1, average="rmsprop")
+
+
+def test_state_dict_saved_before_average_existed_keeps_the_convention_s_rule():
+    """A group restored without ``average`` (older checkpoints) steps with its convention's."""
+    param = torch.zeros(4)
+    optimizer = PSGLD([param], lr=0.02, convention="paper", temperature=0)
+    param.grad = torch.ones(4)
+    optimizer.step()
+    state = optimizer.state_dict()
+    del state["param_groups"][0]["average"]
+    restored = PSGLD([param], lr=0.02, convention="paper", temperature=0)
+    restored.load_state_dict(state)
+    restored.step()
+    m = torch.sqrt(torch.tensor(1e-10 + 0.96 * math.sqrt(1e-10 + 1.0) + 0.04))
+    torch.testing.assert_close(restored.state[param]["m"], m.expand(4))
+
+
+FROZEN_RULES = {
+    # (convention, average, precondition): the chain's drift and noise, given a frozen P.
+    "paper convention, Li et al.'s average": ("paper", "square", "noise"),
+    "langevin convention, released recursion": ("langevin", "released", "both"),
+}
+
+
+@pytest.mark.parametrize("rule", FROZEN_RULES)
+def test_frozen_chain_of_either_average_matches_its_exact_discrete_law(target, rule):
+    """Adapt the rule for 500 steps, freeze it, run FROZEN more: per chain, P = 1/D (D from the
+    frozen state) and the step is linear, θ' = μ + A(θ − μ) + N(0, Q), with
+    paper: A = I − (lr/2)·H, Q = lr⁴·P² (the code's lr²·P·ξ noise; it does not sample the
+    posterior, and nothing says it does: this is its own law);
+    langevin, both: A = I − lr·P·H, Q = 2·lr·P (samples N(μ, H⁻¹) up to discretization).
+    Standardized by that law, the 4000 independent final states are N(0, I) within 5 SE."""
+    convention, average, precondition = FROZEN_RULES[rule]
+    hessian, mean, generator = target
+    cholesky = torch.linalg.cholesky(torch.linalg.inv(hessian))
+    start = mean + torch.randn(CHAINS, D, generator=generator, dtype=F64) @ cholesky.T
+    theta = start.clone().requires_grad_()
+    lam_max = torch.linalg.eigvalsh(hessian).max().item()
+    # paper: (lr/2)·λ_max = 0.5; langevin: a small adaptation rate, the frozen one set below
+    lr = 1 / lam_max if convention == "paper" else 1e-4
+    optimizer = PSGLD(
+        [theta],
+        lr=lr,
+        convention=convention,
+        average=average,
+        burn_in=500,
+        generator=torch.Generator().manual_seed(10),
+    )
+    start = run_quadratic_chains(optimizer, theta, hessian, mean, 500)
+    key = "square_avg" if average == "square" else "m"
+    state = optimizer.state[theta][key].clone()
+    group = optimizer.param_groups[0]
+    denominator = state.sqrt() + group["eps"] if average == "square" else state
+    preconditioner = 1 / denominator
+    eye = torch.eye(D, dtype=F64)
+    if convention == "paper":
+        A = (eye - lr / 2 * hessian).expand(CHAINS, D, D)
+        Q = torch.diag_embed(lr**4 * preconditioner**2)
+    else:
+        stiffest = torch.linalg.eigvals(preconditioner[:, :, None] * hessian).real.max()
+        lr = 0.8 / stiffest.item()  # lr·P·H has eigenvalues in (0, 0.8] for every chain
+        group["lr"] = lr
+        A = eye - lr * preconditioner[:, :, None] * hessian
+        Q = torch.diag_embed(2 * lr * preconditioner)
+    optimizer.generator.manual_seed(11)
+    final = run_quadratic_chains(optimizer, theta, hessian, mean, FROZEN)
+    assert torch.equal(optimizer.state[theta][key], state)  # frozen
+    law_mean, law_covariance, _ = law_after(A, Q, mean, start, FROZEN)
+    assert_standard_normal(standardize(final, law_mean, law_covariance))

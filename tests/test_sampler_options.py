@@ -92,6 +92,7 @@ CHANGES: dict[str, dict[str, Any]] = {
         "alpha": (0.5, 0.99),
         "eps": (1e-5, 1.0),
         "burn_in": (None, 1),
+        "average": ("square", "released"),
         "fused": (False, True),
     },
     "KSGLD": {

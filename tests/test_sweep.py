@@ -204,6 +204,7 @@ def test_sweep_reports_budget_used_in_sgd_times(results):
         engine="serial",
         log=None,
         trial=Planted(seconds=2.0),
+        bracket=False,
     )
     # reference 2 s -> 6 s budget -> three 2 s trials
     assert len(result.walk.trials) == 3 and result.budget_used == pytest.approx(3.0)
@@ -221,6 +222,7 @@ def test_selection_picks_the_planted_best_and_walks_the_later_stages(results):
         engine="serial",
         log=None,
         trial=Planted(peak=0.2),
+        bracket=False,
     )
     grid = grid_for("sgld", "paper", 2000)
     assert len(result.walk.trials) == grid.size and result.walk.stop_reason == "grid exhausted"
@@ -250,6 +252,7 @@ def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(results):
         engine="serial",
         log=None,
         trial=trial,
+        bracket=False,
     )
     table = trial_table("ci").set_index("lr")
     assert table.loc[0.06, "status"] == "failed"
@@ -307,7 +310,7 @@ def test_an_interrupted_sweep_resumes_without_recomputing(tmp_path, ray_local):
     rest, and ends where an uninterrupted sweep ends."""
     store = tmp_path / "planted-store"
     store.mkdir()
-    kwargs = dict(profile="ci", budget=4.5, log=None)
+    kwargs = dict(profile="ci", budget=4.5, log=None, bracket=False)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(
             ["sgld"],

@@ -1,22 +1,35 @@
 """pSGLD: the Langevin step preconditioned by an RMSprop-style diagonal.
 
-``convention="langevin"`` (Li, Chen, Carlson & Carin 2016, https://arxiv.org/abs/1512.07666):
+Two rules for the diagonal, chosen with ``average=`` independently of the convention (default:
+the convention's own, ``"square"`` for langevin, ``"released"`` for paper).
+
+``average="square"`` (Li, Chen, Carlson & Carin 2016, https://arxiv.org/abs/1512.07666):
 per element ``V ← α·V + (1 − α)·g²`` (``V`` starts at 0 and is updated before it is used, as in
 ``torch.optim.RMSprop``) and ``P = diag(1 / (ε + sqrt(V)))``, with ``g`` the gradient the
-optimizer sees (of ``U``). Li et al. average squared *mean* minibatch log-likelihood gradients
-(no factor ``N``): their ``P`` is ``N`` times ours, their step size ``ε_Li = 2·lr/N`` and their
-``λ = ε/N``. Defaults ``α = 0.99`` (RMSprop's ``alpha``) and ``ε = 1e-5`` (the value of Li et
-al.'s λ; negligible beside ``sqrt(V)`` either way).
+optimizer sees (of ``U`` in the langevin convention). Li et al. average squared *mean*
+minibatch log-likelihood gradients (no factor ``N``): their ``P`` is ``N`` times ours, their
+step size ``ε_Li = 2·lr/N`` and their ``λ = ε/N``. Defaults ``α = 0.99`` (RMSprop's
+``alpha``) and ``ε = 1e-5`` (the value of Li et al.'s λ; negligible beside ``sqrt(V)`` either
+way).
 
 With ``V`` adapting, the step omits the correction term ``Γ(θ)`` of Ma, Chen & Fox (2015,
 https://arxiv.org/abs/1506.04696), as Li et al. do, so the chain is not exactly invariant for
 the posterior. Freeze ``V`` (``burn_in`` steps, or :meth:`PSGLD.freeze_preconditioner`) to get
-a constant ``P``, for which ``precondition="both"`` samples the posterior up to discretization.
+a constant ``P`` (of either rule), for which ``precondition="both"`` (langevin) samples the
+posterior up to discretization.
 
-``convention="paper"`` (the released code of Palacci & Hess 2018,
+``average="released"`` (the released code of Palacci & Hess 2018,
 https://arxiv.org/abs/1806.02855): ``m`` starts at 1 and ``m ← sqrt(ε + α·m + (1 − α)·g²)``
-with ``α = 0.96``, ``ε = 1e-10`` and ``g`` the gradient of the mean batch loss; then
-``θ ← θ − (lr/2)·g + lr²·sqrt(T)·ξ/m`` (``P = diag(1/m)``).
+with ``α = 0.96``, ``ε = 1e-10`` (``P = diag(1/m)``). With ``convention="paper"`` (``g`` the
+gradient of the mean batch loss) the step is ``θ ← θ − (lr/2)·g + lr²·sqrt(T)·ξ/m``: the
+released code's pSGLD.
+
+``average="square"`` with ``convention="paper"`` is Li et al.'s pSGLD in the paper's convention
+(Palacci & Hess's text): ``V`` averages squared mean-loss gradients, which is Li et al.'s own
+``ḡ`` (the mean minibatch log-likelihood gradient, no prior), so ``α = 0.99`` and ``λ = ε =
+1e-5`` are their values in their units; the step is ``θ ← θ − (lr/2)·g + lr²·sqrt(T)·P·ξ``
+with ``P = diag(1/(λ + sqrt(V)))`` (the convention's ``P·ξ`` noise, as every sampler of that
+convention). The defaults of ``alpha`` and ``eps`` follow the rule, not the convention.
 
 Each rule exists twice, with the same arithmetic: elementwise (:class:`SquareAverage`,
 :class:`ReleasedRecursion`, which the compiled step of :mod:`sgmcmc.samplers.fused` calls) and
@@ -37,7 +50,7 @@ from sgmcmc.samplers.preconditioner import FusedInputs, GroupStep, Preconditione
 
 
 class SquareAverage:
-    """``V ← α·V + (1 − α)·g²`` from ``V = 0``, ``D = ε + sqrt(V)`` (langevin convention)."""
+    """``V ← α·V + (1 − α)·g²`` from ``V = 0``, ``D = ε + sqrt(V)`` (``average="square"``)."""
 
     key = "square_avg"
     initial: Callable[..., Tensor] = staticmethod(torch.zeros_like)
@@ -63,7 +76,7 @@ class SquareAverage:
 
 
 class ReleasedRecursion(SquareAverage):
-    """``m ← sqrt(ε + α·m + (1 − α)·g²)`` from ``m = 1``, ``D = m`` (paper convention)."""
+    """``m ← sqrt(ε + α·m + (1 − α)·g²)`` from ``m = 1``, ``D = m`` (``average="released"``)."""
 
     key = "m"
     initial = staticmethod(torch.ones_like)
@@ -86,9 +99,19 @@ class ReleasedRecursion(SquareAverage):
         return averages
 
 
-_RULES = {"langevin": SquareAverage(), "paper": ReleasedRecursion()}
-# (alpha, eps) per convention: RMSprop / Li et al. for langevin, the released code for paper.
-_DEFAULT_CONSTANTS = {"langevin": (0.99, 1e-5), "paper": (0.96, 1e-10)}
+#: The rules ``average=`` names (module docstring).
+AVERAGES = ("square", "released")
+_RULES = {"square": SquareAverage(), "released": ReleasedRecursion()}
+#: ``average=None`` means the convention's own rule.
+DEFAULT_AVERAGE = {"langevin": "square", "paper": "released"}
+# (alpha, eps) per rule: RMSprop / Li et al. for square, the released code for released.
+_DEFAULT_CONSTANTS = {"square": (0.99, 1e-5), "released": (0.96, 1e-10)}
+
+
+def _rule(group: dict[str, Any]) -> SquareAverage:
+    """The group's rule (a group restored from a state dict saved before ``average`` existed
+    has none: the convention's)."""
+    return _RULES[group.get("average") or DEFAULT_AVERAGE[group["convention"]]]
 
 
 class RMSDiagonal(Preconditioner):
@@ -98,15 +121,31 @@ class RMSDiagonal(Preconditioner):
 
     fusable = True
 
-    def __init__(self, alpha: float | None, eps: float | None, burn_in: int | None) -> None:
-        self._defaults = dict(alpha=alpha, eps=eps, burn_in=burn_in, preconditioner_frozen=False)
+    def __init__(
+        self,
+        alpha: float | None,
+        eps: float | None,
+        burn_in: int | None,
+        average: str | None = None,
+    ) -> None:
+        self._defaults = dict(
+            alpha=alpha, eps=eps, burn_in=burn_in, average=average, preconditioner_frozen=False
+        )
 
     def defaults(self) -> dict[str, Any]:
         return dict(self._defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        """Fill ``alpha`` and ``eps`` from the group's convention and validate them."""
-        default_alpha, default_eps = _DEFAULT_CONSTANTS[group["convention"]]
+        """Fill ``average`` from the group's convention, ``alpha`` and ``eps`` from the
+        rule, and validate them."""
+        if group["average"] is None:
+            group["average"] = DEFAULT_AVERAGE[group["convention"]]
+        if group["average"] not in AVERAGES:
+            raise ValueError(
+                f"average must be one of {AVERAGES} (or None: the convention's), "
+                f"got {group['average']!r}"
+            )
+        default_alpha, default_eps = _DEFAULT_CONSTANTS[group["average"]]
         if group["alpha"] is None:
             group["alpha"] = default_alpha
         if group["eps"] is None:
@@ -127,7 +166,7 @@ class RMSDiagonal(Preconditioner):
         states = [step.state[p] for p in step.params]
         for p, entry in zip(step.params, states, strict=True):
             if not entry:
-                rule = _RULES[step.group["convention"]]
+                rule = _rule(step.group)
                 entry["step"] = 0
                 entry[rule.key] = rule.initial(p, memory_format=torch.preserve_format)
         return states
@@ -152,12 +191,12 @@ class RMSDiagonal(Preconditioner):
         if 0 < len(adapting) < len(states):
             return None  # some parameters have finished their burn-in: the foreach path
         self._count_step(states, adapting)
-        rule = _RULES[group["convention"]]
+        rule = _rule(group)
         averages = [entry[rule.key] for entry in states]
         return FusedInputs(rule, averages, bool(adapting), (group["alpha"], group["eps"]))
 
     def _denominators(self, group: dict[str, Any], states: list[dict[str, Any]]) -> _Denominators:
-        rule = _RULES[group["convention"]]
+        rule = _rule(group)
         return _Denominators([entry[rule.key] for entry in states], rule, group["eps"])
 
     def update(self, step: GroupStep) -> _Denominators:
@@ -169,7 +208,7 @@ class RMSDiagonal(Preconditioner):
         averages = denominators.averages
         if len(adapting) < len(states):
             averages, grads = [averages[i] for i in adapting], [grads[i] for i in adapting]
-        _RULES[group["convention"]].update_(averages, grads, group["alpha"], group["eps"])
+        _rule(group).update_(averages, grads, group["alpha"], group["eps"])
         self._count_step(states, adapting)
         return denominators
 
@@ -216,13 +255,16 @@ class PSGLD(LangevinSampler):
     Args:
         params, lr, **options: as :class:`sgmcmc.samplers.base.LangevinSampler` (convention,
             precondition, temperature, weight_decay, generator, fused, cuda_graph).
-        alpha: decay of the moving average, in ``[0, 1)``; ``None``: 0.99 (langevin), 0.96
-            (paper).
-        eps: ``ε > 0``; ``None``: 1e-5 (langevin, added to ``sqrt(V)``), 1e-10 (paper, inside
-            the square root of the ``m`` recursion).
+        alpha: decay of the moving average, in ``[0, 1)``; ``None``: 0.99 (square), 0.96
+            (released).
+        eps: ``ε > 0``; ``None``: 1e-5 (square, added to ``sqrt(V)``: Li et al.'s ``λ``),
+            1e-10 (released, inside the square root of the ``m`` recursion).
         burn_in: number of preconditioner updates after which it freezes (``None``: never).
+        average: ``"square"`` (Li et al.'s average of squared gradients) or ``"released"``
+            (the released code's recursion); ``None``: the convention's (square for langevin,
+            released for paper).
 
-    State per parameter: ``square_avg`` (``V``, langevin) or ``m`` (paper), and ``step``, the
+    State per parameter: ``square_avg`` (``V``, square) or ``m`` (released), and ``step``, the
     number of preconditioner updates so far.
     """
 
@@ -234,9 +276,10 @@ class PSGLD(LangevinSampler):
         alpha: float | None = None,
         eps: float | None = None,
         burn_in: int | None = None,
+        average: str | None = None,
         **options: Unpack[LangevinOptions],
     ) -> None:
-        super().__init__(params, lr, RMSDiagonal(alpha, eps, burn_in), **options)
+        super().__init__(params, lr, RMSDiagonal(alpha, eps, burn_in, average), **options)
 
     def freeze_preconditioner(self, frozen: bool = True) -> None:
         """Stop (or, with ``frozen=False``, resume) updating ``V`` / ``m`` in every group."""

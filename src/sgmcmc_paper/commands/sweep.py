@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 from sgmcmc.samplers.base import CONVENTIONS
 from sgmcmc_paper.commands import parse_train_sizes
@@ -11,11 +12,20 @@ from sgmcmc_paper.protocol.paper import METHODS
 
 EPILOG = """\
 Each grid point is a run on MNIST's 50k/10k train/validation split, stored like any run, so a
-rerun (e.g. after Ctrl-C) loads the finished trials and trains only the rest. Learning rates
-come first, then the schedule and each method's constants at the best point so far; a trial
-is launched only while it is predicted to fit in BUDGET x the SGD run's wall time. The
-selection (best validation accuracy) goes to results/hparams/<profile>.json, which tuned runs
-and notebook 00 read.
+rerun (e.g. after Ctrl-C) loads the finished trials and trains only the rest. In the paper
+convention the trials are the "as described" configuration (Li et al.'s pSGLD, KSGLD's
+updated K-FAC). The learning rate comes first, then each method's own constants (pSGLD's
+lambda and alpha, KSGLD's damping) at the best point so far; each axis is tried around the
+best point until the selected value lies strictly inside the values tried (an axis is
+extended beyond its grid, at most 3 times, where the best sits at its end), and the best two
+points run a second seed when they are within seed noise. The compute used is recorded
+against BUDGET x the SGD run's wall time; --budget-walk instead walks the grid (with the
+learning-rate schedule) only while a trial is predicted to fit in the budget. The selection
+(best validation accuracy) goes to results/hparams/<profile>.json, which tuned runs and
+notebook 00 read.
+
+--engine auto (the default) uses Ray when it is installed and runs the trials serially in
+this process otherwise (e.g. PYTHONPATH=src on a machine without the 'sweep' extra).
 
 Ray starts locally unless --address (or $RAY_ADDRESS) names a running cluster:
   head node:    ray start --head --port=6379
@@ -66,9 +76,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("ray", "serial"),
-        default="ray",
-        help="ray: Ray Tune trials (default); serial: the same trials in this process",
+        choices=("auto", "ray", "serial"),
+        default="auto",
+        help="ray: Ray Tune trials; serial: the same trials in this process; auto (default): "
+        "ray if installed, else serial",
+    )
+    parser.add_argument(
+        "--budget-walk",
+        action="store_true",
+        help="walk the grid while within the budget instead of bracketing every axis",
     )
     parser.add_argument(
         "--address", default=None, help="join a running Ray cluster (default: $RAY_ADDRESS)"
@@ -114,13 +130,16 @@ def handle(args: argparse.Namespace) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     if args.device not in ("auto", "cpu", "cuda"):
         raise UserError(f"unknown device {args.device!r}; use one of auto, cpu, cuda")
+    engine = args.engine
+    if engine == "auto":
+        engine = "ray" if importlib.util.find_spec("ray") is not None else "serial"
     results = run_sweep(
         args.method,
         convention=args.convention or DEFAULT_CONVENTION,
         profile=profile.name,
         budget=args.budget,
         train_sizes=sizes,
-        engine=args.engine,
+        engine=engine,
         ray=RayOptions(
             address=args.address,
             gpus_per_trial=args.gpus_per_trial,
@@ -130,6 +149,7 @@ def handle(args: argparse.Namespace) -> int:
         max_trials=args.max_trials,
         device=args.device,
         progress=args.verbose,
+        bracket=not args.budget_walk,
     )
     from sgmcmc_paper.protocol.hparams import hparams_path
 

@@ -65,10 +65,11 @@ class Trainer:
         if c.method == "psgld":
             from sgmcmc.samplers.psgld import PSGLD
 
-            alpha, eps = PSGLD_DEFAULTS[c.convention]  # pinned: a config's None means these
+            rule = c.psgld_rule
+            alpha, eps = PSGLD_DEFAULTS[rule]  # pinned: a config's None means these
             alpha = alpha if c.psgld_alpha is None else c.psgld_alpha
             eps = eps if c.psgld_eps is None else c.psgld_eps
-            return PSGLD(params, c.lr, alpha=alpha, eps=eps, **common)
+            return PSGLD(params, c.lr, alpha=alpha, eps=eps, average=rule, **common)
         from sgmcmc.kfac import KFAC
         from sgmcmc.samplers.ksgld import KSGLD
 

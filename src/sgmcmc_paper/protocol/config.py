@@ -27,6 +27,7 @@ from typing import Any
 from sgmcmc.kfac.eigen import DAMPING_MODES
 from sgmcmc.kfac.estimator import FACTOR_INITS, FISHERS
 from sgmcmc.samplers.base import CONVENTIONS, PRECONDITIONS
+from sgmcmc.samplers.psgld import AVERAGES, DEFAULT_AVERAGE
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.protocol.models import INITS
 from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, LEARNING_RATES, METHODS, SGD_METHODS
@@ -45,6 +46,7 @@ LATE_FIELDS: dict[str, tuple] = {
     "kfac_eigen_rtol": (None, 0.0),
     "kfac_factor_init": (None, "identity"),
     "kfac_max_rows": (None, 4096),
+    "psgld_average": (None,),
 }
 #: Fields that only add outputs to a run's evaluation (never change its training or any output
 #: a run without them has): left out of the key, recorded in ``run.json``. A stored run whose
@@ -59,11 +61,13 @@ EVALUATION_FIELDS: frozenset[str] = frozenset(
 ROBUSTNESS_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0)
 #: The ε at which SGD runs store their PGD examples for transfer attacks.
 TRANSFER_EPS = (0.1, 0.2, 0.3)
-#: pSGLD's ``alpha`` and ``eps`` per convention when a config leaves them ``None``: the values
-#: every stored run used (:class:`sgmcmc.PSGLD`'s defaults when they were made), passed to the
-#: sampler explicitly so that a change of the library's defaults cannot change a stored result
-#: under the same key. Changing them here changes results: bump :data:`RESULT_SCHEMA` with them.
-PSGLD_DEFAULTS: dict[str, tuple[float, float]] = {"paper": (0.96, 1e-10), "langevin": (0.99, 1e-5)}
+#: pSGLD's ``alpha`` and ``eps`` per average rule when a config leaves them ``None``: the values
+#: every stored run used (:class:`sgmcmc.PSGLD`'s defaults when they were made; before
+#: ``psgld_average`` existed each convention had its own rule, so these are the values per
+#: convention as well), passed to the sampler explicitly so that a change of the library's
+#: defaults cannot change a stored result under the same key. Changing them here changes
+#: results: bump :data:`RESULT_SCHEMA` with them.
+PSGLD_DEFAULTS: dict[str, tuple[float, float]] = {"released": (0.96, 1e-10), "square": (0.99, 1e-5)}
 #: Bump when the engine's output for an unchanged config changes meaning; it is part of the key.
 RESULT_SCHEMA = 1
 
@@ -149,9 +153,11 @@ class RunConfig:
     ``None`` in a method hyper-parameter means its default: ``lr`` from :func:`default_lr`
     (the released code's 0.01 for SGD/FSGD and 0.02 for the Langevin methods, in each
     convention's units; pSGLD's and KSGLD's own where their drift is preconditioned);
-    ``precondition`` "noise" (paper) or "both" (langevin); pSGLD's ``alpha``/``eps`` the
-    values of :data:`PSGLD_DEFAULTS` for the convention (:class:`sgmcmc.PSGLD`'s defaults,
-    pinned here).
+    ``precondition`` "noise" (paper) or "both" (langevin); pSGLD's ``psgld_average`` the
+    convention's rule (:class:`sgmcmc.PSGLD`'s ``average``: the released recursion for paper,
+    Li et al.'s ``"square"`` average for langevin; a late field, so stored keys hold) and its
+    ``alpha``/``eps`` the values of :data:`PSGLD_DEFAULTS` for that rule (:class:`sgmcmc.PSGLD`'s
+    defaults, pinned here).
 
     ``sgd`` and ``fsgd`` are one training (``torch.optim.SGD``); every run records both the
     single model and the window-averaged predictions, so they share one stored result: SGD's
@@ -187,6 +193,7 @@ class RunConfig:
     prior_std: float | None = 1.0
     psgld_alpha: float | None = None
     psgld_eps: float | None = None
+    psgld_average: str | None = None
     kfac_damping: float | None = 1e-3
     kfac_damping_mode: str | None = "exact"
     kfac_ema_decay: float | None = 0.95
@@ -297,9 +304,14 @@ class RunConfig:
                 _check_unit_interval("psgld_alpha", self.psgld_alpha)
             if self.psgld_eps is not None:
                 _check_positive("psgld_eps", self.psgld_eps)
+            if self.psgld_average is not None:
+                _check_choice("psgld_average", self.psgld_average, AVERAGES)
+                if self.psgld_average == DEFAULT_AVERAGE[self.convention]:
+                    set_(self, "psgld_average", None)  # the convention's own: one key per run
         else:
             set_(self, "psgld_alpha", None)
             set_(self, "psgld_eps", None)
+            set_(self, "psgld_average", None)
         kfac_fields = [f.name for f in dataclasses.fields(self) if f.name.startswith("kfac_")]
         if self.method != "ksgld" or self.kfac_update is False:
             for name in kfac_fields:
@@ -381,6 +393,14 @@ class RunConfig:
         if self.method == "ksgld" and self.kfac_update is False:
             return "sgld"
         return self.method
+
+    @property
+    def psgld_rule(self) -> str | None:
+        """pSGLD's average rule (``psgld_average``, or the convention's own when ``None``:
+        ``"released"`` for paper, ``"square"`` for langevin); ``None`` for other methods."""
+        if self.method != "psgld":
+            return None
+        return self.psgld_average or DEFAULT_AVERAGE[self.convention]
 
     def window(self, name: str) -> Window:
         for w in self.windows:

@@ -273,8 +273,11 @@ def as_described(
 
     K-FAC is damped as tf.contrib.kfac (and Martens & Grosse) do, factor by factor
     (``kfac_damping_mode="factored"``), with the code's damping 1e-3 and decay 0.95.
-    pSGLD keeps :class:`sgmcmc.PSGLD`'s paper-convention rule (the released recursion);
-    Li et al.'s RMSprop average comes with ``convention="langevin"``.
+    pSGLD is Li et al.'s (2016): the average of squared gradients (``psgld_average="square"``,
+    not the released recursion) in the paper convention, with their ``α = 0.99`` and
+    ``λ = 1e-5`` until the search selects its own (Palacci & Hess give neither); a selection
+    searched for another pSGLD rule (the smallMNIST ones made before the rule was a field) is
+    not used for it.
 
     The rates come from ``results/hparams/<profile's hparams>.json`` when ``tuned`` and a
     selection exists for this method, convention and training size
@@ -286,11 +289,16 @@ def as_described(
     described: dict[str, Any] = {"convention": "paper", "init": "tf"}
     if method == "ksgld":
         described.update(kfac_update=True, kfac_damping_mode="factored")
+    if method == "psgld":
+        described.update(psgld_average="square")
     described.update(overrides)
     if tuned:
         convention = described.get("convention", "paper")
         train_size = described.get("train_size", prof.train_size)
         selection = tuned_overrides(prof.hparams, method, convention, train_size) or {}
+        rule = described.get("psgld_average")
+        if method == "psgld" and convention == "paper" and selection.get("psgld_average") != rule:
+            selection = {}  # searched for another pSGLD rule
         noise_only = described.get("precondition") == "noise"
         if convention == "langevin" and noise_only and method in LANGEVIN_PRECONDITIONED_LR:
             # eq. 2: the drift is SGLD's, so its rate and schedule are SGLD's selection's

@@ -22,10 +22,25 @@ mean loss, first ``0.01``: the released code's), in each convention's units (boo
 
 Further axes, in walk order: ``lr_decay`` (the rate at step ``t`` is ``lr·lr_decay^(t/50)``:
 1 = constant, 0.95 and 0.9 leave ≈ 37% and ≈ 13% of it after the ~980 steps of 10 MNIST
-epochs); pSGLD's averaging constant ``psgld_alpha``; KSGLD's
-``kfac_damping`` (0.1, 1, 10 and 100 times the run config's default) and factor moving-average
-decay ``kfac_ema_decay`` (0.9, the default, 0.99); and, in the langevin
-convention only, the ``temperature`` (1 = the posterior, smaller = colder).
+epochs; left out with ``schedule=False``); pSGLD's averaging constant ``psgld_alpha`` (with Li
+et al.'s average, ``psgld_average="square"``, in the paper convention: first its ``λ``,
+``psgld_eps`` by decades from 1e-5 (Li et al.'s) to 100, then ``α`` in
+{0.9, 0.95, 0.99, 0.995, 0.999} from their 0.99); KSGLD's ``kfac_damping`` (by decades from
+1e-4 to 10; from the run config's default, or with ``schedule=False`` from 1) and factor
+moving-average decay ``kfac_ema_decay`` (0.9, the default, 0.99; not with
+``schedule=False``, where KSGLD searches the damping alone). The bracketing search starts
+``λ`` and the damping at 1: the paper convention's noise is ``lr²·P·ξ``, and with mean-loss
+gradients (``sqrt(V)`` and the Fisher's eigenvalues far below 1) Li et al.'s ``λ = 1e-5`` or
+the code's damping 1e-3 make ``P`` up to 10⁵ or 10³ times SGLD's noise, a start at chance
+accuracy from which every neighbour ties and no stage can move; from 1 (``P`` at most SGLD's)
+the search goes down as far as the validation accuracy rewards it. In the langevin convention
+only, the ``temperature`` (1 = the posterior, smaller = colder; not with ``schedule=False``).
+In the langevin convention KSGLD (eq. 1) searches only the rate with ``schedule=False``: its
+damping is the prior's precision (book/methods.md).
+
+``schedule=False`` is the book's search (:func:`sgmcmc_paper.sweep.run_sweep`, bracketing: the
+learning rate and each method's own constants); ``schedule=True`` the budgeted walk of the
+smallMNIST selections made before it.
 """
 
 from __future__ import annotations
@@ -139,29 +154,42 @@ def _config_default(name: str) -> Any:
     return RunConfig.__dataclass_fields__[name].default
 
 
-def _around(default: float, factors: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(_round(default * f) for f in factors)
-
-
 def _round(value: float) -> float:
     """Six significant digits: grid values that print and hash the same everywhere."""
     return float(f"{value:.6g}")
 
 
-def grid_for(method: str, convention: str, num_train: int) -> Grid:
-    """The sweep's grid for ``method`` in ``convention`` (module docstring)."""
+def grid_for(
+    method: str,
+    convention: str,
+    num_train: int,
+    *,
+    schedule: bool = True,
+    psgld_average: str | None = None,
+) -> Grid:
+    """The sweep's grid for ``method`` in ``convention`` (module docstring); ``psgld_average``
+    is the run config's (``None``: the convention's rule)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
-    axes = [learning_rates(method, convention, num_train), Axis("lr_decay", (1.0, 0.95, 0.9), 1.0)]
-    if method == "psgld":
+    axes = [learning_rates(method, convention, num_train)]
+    if schedule:
+        axes.append(Axis("lr_decay", (1.0, 0.95, 0.9), 1.0))
+    if method == "psgld" and convention == "paper" and psgld_average == "square":
+        eps = tuple(_round(10.0**k) for k in range(-5, 3))  # from 1: noise at most SGLD's
+        axes.append(Axis("psgld_eps", eps, 1.0))
+        axes.append(Axis("psgld_alpha", (0.9, 0.95, 0.99, 0.995, 0.999), 0.99))
+    elif method == "psgld":
         default = 0.99 if convention == "langevin" else 0.96  # the sampler's defaults
         axes.append(Axis("psgld_alpha", tuple(sorted({0.9, default, 0.999})), default))
-    if method == "ksgld":
+    if method == "ksgld" and (schedule or convention == "paper"):
         damping, decay = _config_default("kfac_damping"), _config_default("kfac_ema_decay")
-        axes.append(Axis("kfac_damping", _around(damping, (0.1, 1.0, 10.0, 100.0)), damping))
-        axes.append(Axis("kfac_ema_decay", tuple(sorted({0.9, decay, 0.99})), decay))
-    if convention == "langevin" and method in LANGEVIN_METHODS:
+        dampings = tuple(sorted({*(_round(10.0**k) for k in range(-4, 2)), damping}))
+        start = damping if schedule else 1.0  # bracketing: from noise at most SGLD's
+        axes.append(Axis("kfac_damping", dampings, start))
+        if schedule:
+            axes.append(Axis("kfac_ema_decay", tuple(sorted({0.9, decay, 0.99})), decay))
+    if schedule and convention == "langevin" and method in LANGEVIN_METHODS:
         axes.append(Axis("temperature", (0.01, 0.1, 1.0), 1.0))
     return Grid(method, convention, tuple(axes))

@@ -32,11 +32,11 @@ from sgmcmc_paper.engine.locks import file_lock
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import results_dir
 from sgmcmc_paper.protocol.hparams import hparams_path, selection_key
-from sgmcmc_paper.sweep.walk import Trial, Walk
+from sgmcmc_paper.sweep.walk import Trial, Walk, point_of, ranked_points
 
 #: Config fields a method's trials hold fixed that change what its selected rate means: they
 #: are recorded with the selection (``selected``) and the sweep (``sweeps``).
-RECORDED_FIXED = {"ksgld": ("kfac_damping_mode",)}
+RECORDED_FIXED = {"ksgld": ("kfac_damping_mode",), "psgld": ("psgld_average",)}
 #: The flag of the KSGLD selections of ``results/hparams/paper.json`` (issue 26): their trials
 #: ran with the config's default exact damping, the as-described runs use factored damping.
 KSGLD_EXACT_FLAG = (
@@ -106,6 +106,7 @@ class SweepResult:
         from sgmcmc_paper.sweep.trial import trial_config
 
         fields = {
+            **self.walk.fixed,
             **trial.fields,
             "method": self.method,
             "convention": self.convention,
@@ -122,13 +123,56 @@ class SweepResult:
             for t in self.walk.trials
         )
 
+    def _selected_point(self) -> list[Trial]:
+        ranked = ranked_points(self.walk.trials)
+        return ranked[0][0] if ranked else []
+
+    @property
+    def selected_accuracy(self) -> float:
+        """The selected point's validation accuracy, the mean over its seeds."""
+        point = self._selected_point()
+        return sum(t.outcome.val_accuracy for t in point) / len(point)
+
+    @property
+    def selected_seeds(self) -> int:
+        """On how many seeds the selected point ran."""
+        return len(self._selected_point())
+
+    def axes(self) -> dict[str, dict[str, Any]]:
+        """Per searched axis: the values tried (any seed, any other field), their range, the
+        values tried in the selected point's slice (the other fields as selected) and whether
+        the selected value lies strictly inside those."""
+        best = self.selected
+        table: dict[str, dict[str, Any]] = {}
+        for axis in self.walk.grid:
+            tried = sorted({t.fields[axis.name] for t in self.walk.trials})
+            entry: dict[str, Any] = {"tried": tried, "range": [tried[0], tried[-1]]}
+            if best is not None:
+                here = point_of({**best.fields, axis.name: None})
+                near = sorted(
+                    {
+                        t.fields[axis.name]
+                        for t in self.walk.trials
+                        if t.outcome is not None and point_of({**t.fields, axis.name: None}) == here
+                    }
+                )
+                value = best.fields[axis.name]
+                entry.update(
+                    selected=value,
+                    slice=near,
+                    inside=bool(near) and near[0] < value < near[-1],
+                )
+            table[axis.name] = entry
+        return table
+
     def summary(self) -> str:
         """One paragraph for a terminal or a notebook."""
         best = self.selected
         choice = (
             f"selected trial {best.index} "
             + ", ".join(f"{k}={_short(v)}" for k, v in self.hparams.items())
-            + f" (validation accuracy {best.outcome.val_accuracy:.4f})"
+            + f" (validation accuracy {self.selected_accuracy:.4f}"
+            + (f", mean of {self.selected_seeds} seeds)" if self.selected_seeds > 1 else ")")
             if best is not None
             else "no trial succeeded: nothing selected"
         )
@@ -160,7 +204,11 @@ class SweepResult:
             **self.fixed(best),
             "engine": self.engine,
             "selected_trial": None if best is None else best.index,
-            "validation_accuracy": None if best is None else best.outcome.val_accuracy,
+            "validation_accuracy": None if best is None else self.selected_accuracy,
+            "selected_seeds": None if best is None else self.selected_seeds,
+            "walk": "bracket" if self.walk.bracket else "budget",
+            "axes": self.axes(),
+            "notes": list(self.walk.notes),
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "trials": [t.row() for t in self.walk.trials],
         }

@@ -2,11 +2,20 @@
 time per method).
 
 For each training size: run (or load) the SGD reference on the validation split and take its
-wall time ``t``; then, per method, walk the method's grid (:mod:`sgmcmc_paper.sweep.grids`) while
-the next trial is predicted to fit in ``budget × t`` (:mod:`sgmcmc_paper.sweep.walk`), select by
-validation accuracy and merge the selection into ``results/hparams/<profile>.json``
+wall time ``t``; then, per method, walk the method's grid (:mod:`sgmcmc_paper.sweep.grids`),
+select by validation accuracy and merge the selection into ``results/hparams/<profile>.json``
 (:mod:`sgmcmc_paper.sweep.record`) as soon as the method's walk is done. All of it is one plan,
 hence one Ray Tune experiment whose workers are reused from trial to trial.
+
+Two walks (:mod:`sgmcmc_paper.sweep.walk`): ``bracket=True`` (the default, the book's search)
+tries the learning rate and the method's own constants (pSGLD's ``λ`` and ``α``, KSGLD's
+damping) until every selected value lies strictly inside the values tried around it, with a
+second seed where the best two are within seed noise, and records the compute used against
+``budget × t``; ``bracket=False`` walks the grid with its schedule axis while the next trial
+is predicted to fit in ``budget × t`` (how the first smallMNIST selections were made). In the
+paper convention the trials are the "as described" configuration
+(:func:`sgmcmc_paper.protocol.profiles.as_described`: Li et al.'s pSGLD average, KSGLD's
+updated, factor-damped K-FAC): :func:`described_fields`.
 
 Resuming: every trial is a stored run, so rerunning an interrupted sweep loads the finished
 trials (counting the compute they cost when they ran) and trains only the rest.
@@ -50,6 +59,7 @@ def run_sweep(
     log: Callable[[str], None] | None = print,
     trial: TrialFn | None = None,
     write: bool = True,
+    bracket: bool = True,
 ) -> list[SweepResult]:
     """Tune ``methods`` in ``convention`` at ``profile``; returns one result per (size, method).
 
@@ -66,6 +76,7 @@ def run_sweep(
         trial: the trial function (fields in, outcome out; :data:`sgmcmc_paper.sweep.walk.TrialFn`);
             default the run engine (:class:`sgmcmc_paper.sweep.trial.RunTrial`). Tests plant theirs.
         write: merge each selection into ``results/hparams/<profile>.json``.
+        bracket: the bracketing walk (module docstring); ``False``: the budgeted walk.
     """
     prof = get_profile(profile)
     methods = list(dict.fromkeys(methods))
@@ -97,13 +108,25 @@ def run_sweep(
     def method_walk(method: str, size: int | None, reference: Walk) -> Callable[[], Walk]:
         def make() -> Walk:
             reference_s = _reference_outcome(reference)["compute_s"]
+            fixed = described_fields(method, convention, prof.name)
+            grid = grid_for(
+                method,
+                convention,
+                num_train[size],
+                schedule=not bracket,
+                psgld_average=fixed.get("psgld_average"),
+            )
+            fixed = {k: v for k, v in fixed.items() if k not in grid}
+            probe = trial_config(prof.name, {"method": method, "train_size": size})
             walk = Walk(
-                grid_for(method, convention, num_train[size]),
+                grid,
                 budget_s=budget * reference_s,
                 expected_s=reference_s,
                 max_trials=max_trials,
-                fixed={"train_size": size},
+                fixed={"train_size": size, **fixed},
                 log=lambda line: say(f"{method}: {line}"),
+                bracket=bracket,
+                noise_n=(probe.test_size or VALIDATION_SIZE) if bracket else None,
             )
             reference_of[id(walk)] = reference
             return walk
@@ -141,6 +164,33 @@ def run_sweep(
     plan = Plan(steps, on_done=finished)
     run_engine(plan, trial, engine, ray=ray or RayOptions(), workers=workers)
     return results
+
+
+#: Prefixes of the method fields :func:`described_fields` compares.
+METHOD_FIELDS = ("psgld_", "kfac_")
+#: Images of MNIST's validation split (a trial's ``test_size`` of ``None`` scores all of them).
+VALIDATION_SIZE = 10_000
+
+
+def described_fields(method: str, convention: str, profile: str) -> dict[str, Any]:
+    """The method fields (``psgld_*``, ``kfac_*``) in which the "as described" configuration
+    differs from a plain config, in the paper convention (none in the langevin one, whose
+    runs use the config's own); the sweep's trials hold them fixed, so the search tunes the
+    configuration the book runs, whatever its fields are."""
+    if convention != "paper":
+        return {}
+    from sgmcmc_paper.protocol.profiles import as_described
+
+    described = as_described(method, profile, tuned=False)
+    plain = trial_config(profile, {"method": method})
+    names = [
+        f.name for f in dataclasses.fields(RunConfig) if f.name.startswith(("psgld_", "kfac_"))
+    ]
+    return {
+        name: getattr(described, name)
+        for name in names
+        if getattr(described, name) != getattr(plain, name)
+    }
 
 
 def _reference_outcome(reference: Walk) -> dict[str, Any]:

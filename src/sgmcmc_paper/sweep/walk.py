@@ -23,7 +23,29 @@ Rules (see :mod:`sgmcmc_paper.sweep.grids` for the grids):
   the budget, running trials finish, and the budget is exceeded only by the error of the
   prediction (a trial slower than the mean of those before it).
 - *Selection.* Among finished trials with status ``"ok"``: the highest validation accuracy; ties
-  go to the lower validation NLL (when known), then to the earlier trial in walk order.
+  go to the lower validation NLL (when known), then to the earlier trial in walk order. Trials
+  of one grid point on several seeds (field ``seed``) count as one point, scored by their mean;
+  a point with a failed or diverged seed is not selected.
+
+``bracket=True`` (the search of the book, :func:`sgmcmc_paper.sweep.run_sweep`) replaces the
+budget's stopping rule by bracketing, so that every selected value lies strictly inside the
+values tried around it:
+
+- *Stages.* Stage 0 runs the grid's defaults; each stage then tries, at the best point so far,
+  the two neighbours (in the axis' sorted values) of its value on the stage's axis, until the
+  best point has both neighbours tried in that slice (the other fields equal). A best value at
+  the end of the axis' values extends the axis by one value beyond it (a geometric step: the
+  ratio of the last two values; for decay constants in ``(0, 1)`` the ratio of ``1 − value``),
+  at most ``max_extensions`` times per axis (then the walk notes that the value sits at its
+  range's edge). After the last stage every axis is checked again at the final best point and
+  any missing neighbour is tried.
+- *Seeds.* When the best two points' accuracies differ by less than two standard errors of a
+  difference of two accuracies on ``noise_n`` validation images
+  (``2·sqrt(p₁(1 − p₁)/n + p₂(1 − p₂)/n)``, the binomial part of seed noise), both are run
+  once more with ``seed = second_seed`` and the selection takes their two-seed means; then the
+  bracketing check runs again for the point selected.
+- *Budget.* Bracketing trials are never skipped for the budget; the walk records the compute
+  used (which may exceed ``budget_s``), and ``max_trials`` still caps it.
 """
 
 from __future__ import annotations
@@ -127,17 +149,38 @@ class Trial:
         return row
 
 
+def point_of(fields: dict[str, Any]) -> tuple:
+    """A grid point: ``fields`` without ``seed`` (hashable)."""
+    return tuple(sorted((k, repr(v)) for k, v in fields.items() if k != "seed"))
+
+
+def ranked_points(trials: list[Trial]) -> list[tuple[list[Trial], float, float]]:
+    """Finished grid points with only ``"ok"`` trials, best first: ``(trials, mean accuracy,
+    mean NLL)`` (module docstring)."""
+    points: dict[tuple, list[Trial]] = {}
+    for t in trials:
+        if t.outcome is not None:
+            points.setdefault(point_of(t.fields), []).append(t)
+    ranked = []
+    for group in points.values():
+        if any(t.outcome.status != "ok" for t in group):
+            continue
+        accuracy = sum(t.outcome.val_accuracy for t in group) / len(group)
+        nlls = [t.outcome.val_nll for t in group if math.isfinite(t.outcome.val_nll)]
+        nll = sum(nlls) / len(nlls) if len(nlls) == len(group) else math.inf
+        ranked.append((group, accuracy, nll))
+    ranked.sort(key=lambda entry: (-entry[1], entry[2], entry[0][0].index))
+    return ranked
+
+
 def select(trials: list[Trial]) -> Trial | None:
-    """The winner among finished ``"ok"`` trials (module docstring), or ``None``."""
-    finished = [t for t in trials if t.outcome is not None and t.outcome.status == "ok"]
-    if not finished:
-        return None
+    """The winner (module docstring): the first trial of the best grid point, or ``None``."""
+    ranked = ranked_points(trials)
+    return ranked[0][0][0] if ranked else None
 
-    def rank(trial: Trial) -> tuple[float, float, int]:
-        nll = trial.outcome.val_nll
-        return (-trial.outcome.val_accuracy, nll if math.isfinite(nll) else math.inf, trial.index)
 
-    return min(finished, key=rank)
+#: Axes whose values are decay constants in ``(0, 1]``: extended in ``1 − value``.
+DECAY_AXES = ("lr_decay", "psgld_alpha", "kfac_ema_decay")
 
 
 @dataclass
@@ -152,6 +195,11 @@ class Walk:
         max_trials: launch at most this many trials (``None``: no limit).
         fixed: fields every trial gets besides the grid's (e.g. ``train_size``).
         log: called with one line per finished trial.
+        bracket: walk by bracketing instead of by budget (module docstring).
+        max_extensions: with ``bracket``, how often an axis may be extended beyond its values.
+        noise_n: with ``bracket``, the validation images behind an accuracy (the seed-noise
+            rule); ``None``: no second seed.
+        second_seed: the seed of the confirming runs.
     """
 
     grid: Grid
@@ -160,17 +208,27 @@ class Walk:
     max_trials: int | None = None
     fixed: dict[str, Any] = field(default_factory=dict)
     log: Callable[[str], None] | None = None
+    bracket: bool = False
+    max_extensions: int = 3
+    noise_n: int | None = None
+    second_seed: int = 1
     trials: list[Trial] = field(default_factory=list)
     stop_reason: str = ""
+    notes: list[str] = field(default_factory=list)
     _stage: int = 0
     _queue: list[dict[str, Any]] = field(default_factory=list)
+    _label: tuple[int, str] = (0, "lr")
+    _values: dict[str, list[Any]] = field(default_factory=dict)
+    _extended: dict[str, int] = field(default_factory=dict)
+    _seeded: bool = False
 
     def __post_init__(self) -> None:
         if not self.budget_s > 0:
             raise ValueError(f"budget_s must be positive, got {self.budget_s}")
         if self.max_trials is not None and self.max_trials < 1:
             raise ValueError(f"max_trials must be at least 1, got {self.max_trials}")
-        self._queue = self.grid.stage_points(0, None)
+        self._queue = [self.grid.defaults()] if self.bracket else self.grid.stage_points(0, None)
+        self._label = (0, self.grid.axis_name(0))
 
     @property
     def compute_s(self) -> float:
@@ -192,19 +250,19 @@ class Walk:
         while not self.stop_reason:
             if self.max_trials is not None and len(self.trials) >= self.max_trials:
                 self.stop_reason = f"max_trials ({self.max_trials}) reached"
-            elif not self._fits_budget():
+            elif not self.bracket and not self._fits_budget():
                 self.stop_reason = "budget reached"
             elif self._queue:
                 fields = self._queue.pop(0)
                 if any(t.fields == fields for t in self.trials):
                     continue
-                trial = Trial(
-                    len(self.trials), self._stage, self.grid.axis_name(self._stage), fields
-                )
+                trial = Trial(len(self.trials), *self._label, fields)
                 self.trials.append(trial)
                 return trial
             elif self.running:
                 return WAIT
+            elif self.bracket:
+                self._queue = self._bracket_next()
             elif self._stage + 1 >= self.grid.num_stages:
                 self.stop_reason = "grid exhausted"
             elif (best := select(self.trials)) is None:
@@ -212,7 +270,91 @@ class Walk:
             else:
                 self._stage += 1
                 self._queue = self.grid.stage_points(self._stage, best.fields)
+                self._label = (self._stage, self.grid.axis_name(self._stage))
         return DONE
+
+    # ------------------------------------------------------------------ bracketing
+    def _bracket_next(self) -> list[dict[str, Any]]:
+        """The next trials of a bracketing walk (module docstring); sets ``stop_reason`` when
+        there are none."""
+        best = select(self.trials)
+        if best is None:
+            self.stop_reason = "no successful trial to build on"
+            return []
+        while self._stage < self.grid.num_stages:
+            points = self._bracket_points(self._stage, best.fields)
+            if points:
+                return points
+            self._stage += 1
+        for stage in range(self.grid.num_stages):  # the final best, on every axis
+            points = self._bracket_points(stage, best.fields)
+            if points:
+                return points
+        points = self._second_seed_points()
+        if points:
+            return points
+        self.stop_reason = "every axis bracketed" if not self.notes else "; ".join(self.notes)
+        return []
+
+    def _bracket_points(self, stage: int, fields: dict[str, Any]) -> list[dict[str, Any]]:
+        """The untried neighbours of ``fields`` on the axis of ``stage``, in its slice."""
+        axis = self.grid.axes[stage]
+        values = self._values.setdefault(axis.name, sorted(axis.values))
+        base = {k: v for k, v in fields.items() if k != "seed"}
+        tried = {
+            repr(t.fields.get(axis.name))
+            for t in self.trials
+            if point_of({**t.fields, axis.name: None}) == point_of({**base, axis.name: None})
+        }
+        index = values.index(base[axis.name])
+        points = []
+        for step in (1, -1):
+            j = index + step
+            if not 0 <= j < len(values):
+                if not self._extend(axis.name, values, upward=step > 0):
+                    continue
+                j = index + 1 if step > 0 else 0
+                index += step < 0  # a value was put in front
+            if repr(values[j]) not in tried:
+                points.append({**base, axis.name: values[j]})
+        self._label = (stage, axis.name)
+        return points
+
+    def _extend(self, name: str, values: list[Any], upward: bool) -> bool:
+        """Add one value beyond the end of ``values`` (module docstring); ``False`` at the
+        cap or at the edge of the axis' domain (a decay constant of 1, a value of 0)."""
+        edge, inner = (values[-1], values[-2]) if upward else (values[0], values[1])
+        decay = name in DECAY_AXES
+        a, b = (1 - edge, 1 - inner) if decay else (edge, inner)
+        used = self._extended.get(name, 0)
+        if used >= self.max_extensions or a <= 0 or b <= 0:
+            note = f"{name}={_short(edge)} sits at the edge of its range"
+            if used >= self.max_extensions:
+                note += f" after {used} extensions"
+            if note not in self.notes:
+                self.notes.append(note)
+            return False
+        new = a * a / b
+        new = float(f"{(1 - new if decay else new):.6g}")
+        if new in values or (decay and not 0 < new < 1):
+            return False
+        self._extended[name] = used + 1
+        values.insert(len(values) if upward else 0, new)
+        return True
+
+    def _second_seed_points(self) -> list[dict[str, Any]]:
+        """Both best points again with ``second_seed`` when they are within seed noise."""
+        ranked = ranked_points(self.trials)
+        if self._seeded or self.noise_n is None or len(ranked) < 2:
+            return []
+        (first, p1, _), (second, p2, _) = ranked[:2]
+        n = self.noise_n
+        noise = 2 * math.sqrt(p1 * (1 - p1) / n + p2 * (1 - p2) / n)
+        self._seeded = True
+        if abs(p1 - p2) >= noise:
+            return []
+        self._label = (self.grid.num_stages, "seed")
+        return [{**group[0].fields, "seed": self.second_seed} for group in (first, second)]
 
     def _fits_budget(self) -> bool:
         """Whether one more trial is predicted to fit the budget (module docstring)."""
