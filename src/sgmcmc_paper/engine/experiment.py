@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from sgmcmc.allocator import keep_freed_memory
+from sgmcmc_paper.engine.alternatives import finish_alternative, trajectory_window_steps
 from sgmcmc_paper.engine.checkpoint import load_checkpoint, save_checkpoint
 from sgmcmc_paper.engine.fate import Fate, fate
 from sgmcmc_paper.engine.monitor import Progress, Timer
@@ -239,7 +240,9 @@ class _Run:
         self.batches = torch.Generator().manual_seed(batch_seed)
         plan = RobustnessPlan.from_config(c, transfer)
         self.windows = {w.name: WindowEvaluator(w, self.data, c.fgsm_eps, plan) for w in c.windows}
-        self.window_steps = _window_steps(c.windows, c.steps_per_epoch)
+        steps = _window_steps(c.windows, c.steps_per_epoch)
+        self.window_steps = trajectory_window_steps(c, steps)  # none post hoc; cyclical: sampling
+        self.posthoc_metrics: dict[str, Any] = {}  # what a post-hoc method adds to metrics
         self.recorder = None
         if c.trace_every:
             probe = self.data.probe
@@ -267,6 +270,8 @@ class _Run:
         self.loop_started = self.saved = time.perf_counter()
         with self.timer("loop"):
             divergence = self._loop(epochs)
+            if divergence is None:  # ensembles and Laplace: their members or draws
+                divergence = finish_alternative(self)
         self.bar.close()
         return self._result(epochs, divergence)
 
@@ -461,7 +466,7 @@ class _Run:
         return RunResult(
             config=self.config,
             status="diverged" if divergence else "complete",
-            metrics={"epochs": epochs, "windows": self.window_metrics},
+            metrics={"epochs": epochs, "windows": self.window_metrics, **self.posthoc_metrics},
             provenance=provenance(self.device, self.started, timing),
             predictions=self.predictions,
             trace_arrays=traces if traces is not None and len(traces["draw"]) else None,

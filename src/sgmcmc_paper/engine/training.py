@@ -8,7 +8,9 @@
   Langevin convention: backpropagate the potential ``U`` (:func:`sgmcmc.potential`) with the
   config's Gaussian prior; SGD then descends ``U`` (MAP), in the same ``lr`` units.
 - The learning rate decays as ``lr·decay^(t/decay_steps)`` (TF's ``exponential_decay``, not
-  staircase), through a ``LambdaLR`` scheduler; ``decay = 1`` keeps it constant.
+  staircase), through a ``LambdaLR`` scheduler; ``decay = 1`` keeps it constant. A config with
+  ``cycles`` uses :class:`sgmcmc.CyclicalSchedule` instead (cosine cycles, no noise in each
+  cycle's exploration stage). ``laplace`` and ``ensemble`` train with SGD, as ``sgd``.
 
 :meth:`Trainer.step` returns the batch's mean cross-entropy (detached, on the device), the
 quantity progress bars, traces and the divergence check use, whatever the convention.
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 
 from sgmcmc.posterior import potential
 from sgmcmc_paper.protocol.config import PSGLD_DEFAULTS, RunConfig
+from sgmcmc_paper.protocol.paper import ALTERNATIVE_METHODS
 
 
 class Trainer:
@@ -41,15 +44,22 @@ class Trainer:
         self.last_lr = config.lr
         self.optimizer = self._optimizer(generator, kfac_generator)
         decay, every = config.lr_decay, config.lr_decay_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda t: decay ** (t / every)
-        )
+        if config.cycles is not None:  # Zhang et al.'s cyclical schedule (sgmcmc.schedules)
+            from sgmcmc.schedules import CyclicalSchedule
+
+            self.scheduler = CyclicalSchedule(
+                self.optimizer, config.total_steps, config.cycles, config.cycle_exploration
+            )
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda t: decay ** (t / every)
+            )
 
     def _optimizer(
         self, generator: torch.Generator, kfac_generator: torch.Generator
     ) -> torch.optim.Optimizer:
         c, params = self.config, self.model.parameters()
-        if c.algorithm == "sgd":
+        if c.algorithm in ("sgd", *ALTERNATIVE_METHODS):  # members and MAP: plain SGD
             return torch.optim.SGD(params, lr=c.lr)
         common = dict(
             convention=c.convention,

@@ -30,7 +30,13 @@ from sgmcmc.samplers.base import CONVENTIONS, PRECONDITIONS
 from sgmcmc.samplers.psgld import AVERAGES, DEFAULT_AVERAGE
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.protocol.models import INITS
-from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, LEARNING_RATES, METHODS, SGD_METHODS
+from sgmcmc_paper.protocol.paper import (
+    ALTERNATIVE_METHODS,
+    LANGEVIN_METHODS,
+    LEARNING_RATES,
+    METHODS,
+    SGD_METHODS,
+)
 
 # The library's choices (conventions, preconditioning, Fisher types, damping modes), the paper's
 # methods and rates (protocol.paper) and the CNN's initialisations (protocol.models) are imported
@@ -47,6 +53,10 @@ LATE_FIELDS: dict[str, tuple] = {
     "kfac_factor_init": (None, "identity"),
     "kfac_max_rows": (None, 4096),
     "psgld_average": (None,),
+    "cycles": (None,),
+    "cycle_exploration": (None,),
+    "ensemble_size": (None,),
+    "laplace_samples": (None,),
 }
 #: Fields that only add outputs to a run's evaluation (never change its training or any output
 #: a run without them has): left out of the key, recorded in ``run.json``. A stored run whose
@@ -61,6 +71,14 @@ EVALUATION_FIELDS: frozenset[str] = frozenset(
 ROBUSTNESS_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0)
 #: The ε at which SGD runs store their PGD examples for transfer attacks.
 TRANSFER_EPS = (0.1, 0.2, 0.3)
+#: Defaults of the alternatives' fields (book/methods.md, "Against the alternatives"): Zhang et
+#: al.'s half-exploration cycles, a deep ensemble of 5 (Lakshminarayanan et al. 2017), 30
+#: Monte Carlo draws of the Laplace posterior.
+ALTERNATIVE_DEFAULTS: dict[str, Any] = {
+    "cycle_exploration": 0.5,
+    "ensemble_size": 5,
+    "laplace_samples": 30,
+}
 #: pSGLD's ``alpha`` and ``eps`` per average rule when a config leaves them ``None``: the values
 #: every stored run used (:class:`sgmcmc.PSGLD`'s defaults when they were made; before
 #: ``psgld_average`` existed each convention had its own rule, so these are the values per
@@ -82,6 +100,8 @@ def default_lr(method: str, convention: str, precondition: str | None, num_train
     convention; in the langevin convention the rate that gives the released gradient step
     (``lr/N`` for SGD, ``lr/(2N)`` for the Langevin methods, whose paper step is ``(lr/2)·g``)
     wherever the drift is not preconditioned, :data:`LANGEVIN_PRECONDITIONED_LR` where it is."""
+    if method in ALTERNATIVE_METHODS:  # the ensemble's members and the Laplace's MAP: SGD
+        method = "sgd"
     if convention == "paper":
         return LEARNING_RATES[method]
     if precondition == "both" and method in LANGEVIN_PRECONDITIONED_LR:
@@ -175,6 +195,14 @@ class RunConfig:
     after runs were stored are :data:`LATE_FIELDS`, left out of the key at the value those
     runs used.
 
+    Beyond the paper (notebook 09): ``cycles`` (Langevin methods) gives the sampler Zhang et
+    al.'s cyclical schedule (:class:`sgmcmc.CyclicalSchedule`: ``cycles`` cosine cycles over the
+    run, the first ``cycle_exploration`` of each without noise) and its windows keep only
+    sampling-stage steps; method ``ensemble`` trains ``ensemble_size`` SGD members and
+    ``laplace`` one SGD model and its K-FAC Laplace posterior (``laplace_samples`` draws), each
+    evaluating every window on its members or draws after the last epoch
+    (:mod:`sgmcmc_paper.engine.alternatives`).
+
     Robustness (:data:`EVALUATION_FIELDS`, book/methods.md "Adversarial robustness"): at each
     window with ``"fgsm"``, the first ``robustness_size`` attacked images (``0``: none, the
     behaviour of runs stored before these fields) get PGD (``pgd_steps`` signed steps of
@@ -204,6 +232,10 @@ class RunConfig:
     kfac_factor_init: str | None = "identity"
     kfac_max_rows: int | None = 4096
     kfac_update: bool | None = True
+    cycles: int | None = None
+    cycle_exploration: float | None = None
+    ensemble_size: int | None = None
+    laplace_samples: int | None = None
     init: str = "tf"
     dataset: str = "mnist"
     evaluate_on: str = "test"
@@ -232,7 +264,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         _check_types(self)
-        _check_choice("method", self.method, METHODS)
+        _check_choice("method", self.method, METHODS + ALTERNATIVE_METHODS)
         _check_choice("convention", self.convention, CONVENTIONS)
         _check_choice("init", self.init, INITS)
         _check_choice("dataset", self.dataset, DATASETS)
@@ -271,6 +303,7 @@ class RunConfig:
             set_(self, name, tuple(sorted({float(e) for e in grid})))
         self._normalise_method_fields()
         set_(self, "windows", self._resolve_windows())
+        self._normalise_alternatives()
 
     def _normalise_method_fields(self) -> None:
         """Fill defaults and set fields the method ignores to ``None`` (one key per run)."""
@@ -333,6 +366,46 @@ class RunConfig:
         _check_choice("kfac_factor_init", self.kfac_factor_init, FACTOR_INITS)
         _check_int("kfac_max_rows", self.kfac_max_rows, 1)
         set_(self, "kfac_update", True)
+
+    def _normalise_alternatives(self) -> None:
+        """Check and default the fields of cyclical schedules, ensembles and Laplace runs
+        (:data:`ALTERNATIVE_DEFAULTS`); each is ``None`` for a method it does not apply to."""
+        from sgmcmc.schedules import sampling_stage
+
+        set_ = object.__setattr__
+        owners = {
+            "cycles": LANGEVIN_METHODS,
+            "ensemble_size": ("ensemble",),
+            "laplace_samples": ("laplace",),
+        }
+        for name, methods in owners.items():
+            if getattr(self, name) is None and self.method in methods and name != "cycles":
+                set_(self, name, ALTERNATIVE_DEFAULTS[name])
+            if self.method not in methods:
+                set_(self, name, None)
+            elif getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1 if name == "cycles" else 2)
+        if self.cycles is None:
+            set_(self, "cycle_exploration", None)
+            return
+        if self.cycle_exploration is None:
+            set_(self, "cycle_exploration", ALTERNATIVE_DEFAULTS["cycle_exploration"])
+        _check_unit_interval("cycle_exploration", self.cycle_exploration)
+        if self.lr_decay != 1.0:
+            raise ConfigError("a cyclical schedule sets the rate itself: use lr_decay=1")
+        if self.cycles > self.total_steps:
+            raise ConfigError(f"cycles ({self.cycles}) exceeds the run's {self.total_steps} steps")
+        spe = self.steps_per_epoch
+        for w in self.windows:
+            steps = w.steps(spe)
+            kept = [s for s in steps if sampling_stage(s, self.total_steps, self.cycles,
+                                                       self.cycle_exploration)]  # fmt: skip
+            if not kept or kept[-1] != steps[-1]:
+                raise ConfigError(
+                    f"window {w.name} must end in a sampling stage of the cyclical schedule "
+                    f"(step {steps[-1]} is in an exploration stage); choose cycles that divide "
+                    f"the {self.total_steps} steps or end the window at the last epoch"
+                )
 
     def _resolve_windows(self) -> tuple[Window, ...]:
         if not isinstance(self.windows, (list, tuple)):

@@ -19,6 +19,11 @@ PRECONDITIONED_METHODS = ("psgld", "ksgld")
 """The Langevin methods whose preconditioner is not the identity."""
 METHODS = (*SGD_METHODS, *LANGEVIN_METHODS)
 METHOD_LABELS = {"sgd": "SGD", "fsgd": "FSGD", "sgld": "SGLD", "psgld": "pSGLD", "ksgld": "KSGLD"}
+ALTERNATIVE_METHODS = ("laplace", "ensemble")
+"""Beyond the paper, what practitioners use instead (notebook 09): a K-FAC Laplace
+approximation around an SGD solution (:mod:`sgmcmc.laplace`) and a deep ensemble of SGD runs;
+not the paper's methods, so not in :data:`METHODS`."""
+ALTERNATIVE_LABELS = {"laplace": "K-FAC Laplace", "ensemble": "Deep ensemble"}
 
 # ---------------------------------------------------------------------- protocol (§3, §4)
 LEARNING_RATES = {"sgd": 0.01, "fsgd": 0.01, "sgld": 0.02, "psgld": 0.02, "ksgld": 0.02}

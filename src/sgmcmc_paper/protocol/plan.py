@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from sgmcmc_paper.analysis import tables
 from sgmcmc_paper.analysis.tables import RunKey
 from sgmcmc_paper.engine.store import find_result, satisfies
+from sgmcmc_paper.protocol.alternatives import alternatives_configs
 from sgmcmc_paper.protocol.config import RunConfig
 from sgmcmc_paper.protocol.hparams import tuned_overrides
 from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, PRECONDITIONED_METHODS
@@ -121,6 +122,7 @@ NOTEBOOK_RUNS: dict[str, Callable[[str, Iterable[int]], Configs]] = {
     "06_gradient_or_noise": gradient_or_noise_configs,
     "07_noise_conventions": noise_convention_configs,
     "08_ksgld_at_scale": lambda profile, seeds: _ksgld_scale(profile, seeds),
+    "09_alternatives": alternatives_configs,
 }
 
 

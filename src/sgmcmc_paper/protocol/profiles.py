@@ -80,6 +80,12 @@ class Profile:
     hparams: str
     description: str
     langevin_epochs: int | None = None
+    #: The alternatives (notebook 09, :mod:`sgmcmc_paper.protocol.alternatives`): draws of the
+    #: K-FAC Laplace predictive, members of the deep ensemble, cycles of cyclical SG-MCMC
+    #: where the sweep selected none.
+    laplace_samples: int = 30
+    ensemble_size: int = 5
+    cycles: int = 4
     robustness_size: int = 0
     pgd_steps: int = 40
 
@@ -174,6 +180,9 @@ PROFILES: dict[str, Profile] = {
         sweep_budget=5.0,
         sweep_epochs=1,
         hparams="ci",
+        laplace_samples=3,
+        ensemble_size=3,
+        cycles=2,
         robustness_size=16,
         pgd_steps=5,
         description="seconds per run on 2 CPU cores: 2,000 training images, 2 epochs, "
@@ -209,6 +218,8 @@ PROFILES: dict[str, Profile] = {
         robustness_size=50,
         pgd_steps=10,
         langevin_epochs=1,
+        laplace_samples=10,
+        cycles=2,
     ),
     "paper": Profile(
         name="paper",

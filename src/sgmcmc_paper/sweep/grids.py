@@ -193,3 +193,27 @@ def grid_for(
     if schedule and convention == "langevin" and method in LANGEVIN_METHODS:
         axes.append(Axis("temperature", (0.01, 0.1, 1.0), 1.0))
     return Grid(method, convention, tuple(axes))
+
+
+#: Cyclical SG-MCMC's own axes (Zhang et al., ICLR 2020), after the rate: the cycles over the run
+#: and the fraction of each cycle spent exploring without noise.
+CYCLES = (1, 2, 4, 8)
+CYCLE_EXPLORATION = (0.25, 0.5, 0.75)
+
+
+def cyclical_grid(method: str, convention: str, num_train: int) -> Grid:
+    """The search space of ``method`` under :class:`sgmcmc.CyclicalSchedule` (notebook 09): its
+    rates (:func:`learning_rates`, the cycle's peak), then ``cycles`` from 4 and
+    ``cycle_exploration`` from 0.5. Its selection is recorded as ``<method>+cyclical``
+    (:data:`sgmcmc_paper.protocol.alternatives.CYCLICAL_SUFFIX`)."""
+    if method not in LANGEVIN_METHODS:
+        raise ValueError(f"a cyclical schedule needs a sampler ({', '.join(LANGEVIN_METHODS)})")
+    return Grid(
+        method,
+        convention,
+        (
+            learning_rates(method, convention, num_train),
+            Axis("cycles", CYCLES, 4),
+            Axis("cycle_exploration", CYCLE_EXPLORATION, 0.5),
+        ),
+    )
