@@ -157,3 +157,23 @@ def test_as_described_psgld_ignores_a_selection_of_the_released_rule(results):
     from sgmcmc_paper.protocol.profiles import as_released
 
     assert config.key() != as_released("psgld", "ci").key()
+
+
+def test_axis_table_says_per_axis_what_was_tried_and_whether_the_selection_is_inside(results):
+    from sgmcmc_paper.sweep.report import axis_table
+
+    trial = Peaks({"lr": 1e9})  # the rate wants to grow past every extension
+    run_sweep(["sgld"], profile="ci", engine="serial", log=None, trial=trial)
+    (row,) = axis_table("ci").to_dict("records")
+    assert (row["axis"], row["inside"], row["walk"]) == ("lr", False, "bracket")
+    # the grid's 0.006 … 2 from 0.02 upwards, then 6.67, 22.2 and 74.1 (half decades beyond)
+    assert row["notes"] == "lr=74.1 sits at the edge of its range after 3 extensions"
+    assert row["high"] == row["selected"] == 74.0739 and row["tried"] == 9
+
+
+def test_recorded_search_names_every_method_without_a_full_mnist_selection(results):
+    from sgmcmc_paper.sweep.report import recorded_search
+
+    sweeps, missing = recorded_search("paper")
+    assert sweeps == {} and len(missing) == 5
+    assert missing[3].startswith("psgld: no full-MNIST selection (paper/psgld/full)")

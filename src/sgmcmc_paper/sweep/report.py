@@ -22,12 +22,7 @@ def trial_table(source: str | Iterable[SweepResult] | Mapping[str, Any]):
     """
     import pandas as pd
 
-    if isinstance(source, str):
-        sweeps = load_sweeps(source)
-    elif isinstance(source, Mapping):
-        sweeps = dict(source)
-    else:
-        sweeps = {r.key: r.record() for r in source}
+    sweeps = _sweeps(source)
     rows = []
     for key, sweep in sweeps.items():
         for trial in sweep["trials"]:
@@ -39,6 +34,93 @@ def trial_table(source: str | Iterable[SweepResult] | Mapping[str, Any]):
         return pd.DataFrame(columns=_FIRST + ["lr"] + _LAST)
     middle = [c for c in table.columns if c not in _FIRST + _LAST + ["key", "device"]]
     return table[_FIRST + middle + _LAST]
+
+
+def axis_table(source: str | Iterable[SweepResult] | Mapping[str, Any]):
+    """One row per searched axis of each sweep (``source`` as for :func:`trial_table`): the
+    values tried on it (any other fields), the selected value, the values tried around it in
+    the selected point's slice (every other axis as selected, any seed) and whether the
+    selected value lies strictly inside those (the search's bracketing rule); then the sweep's
+    validation accuracy (mean over the selected point's seeds), seeds, trials, budget and
+    compute used (both in multiples of the SGD run's wall time), walk and notes. Computed from
+    the trials, so sweeps recorded before the bracketing search read the same way."""
+    import pandas as pd
+
+    table = trial_table(source)
+    rows = []
+    for key, trials in table.groupby("sweep", sort=False):
+        sweep = _sweeps(source)[key]
+        axes = [a for a in dict.fromkeys(trials["axis"]) if a in trials.columns and a != "seed"]
+        chosen = trials[trials["index"] == sweep["selected_trial"]]
+        for axis in axes:
+            values = sorted(trials[axis].dropna().unique())
+            row = {"sweep": key, "method": sweep["method"], "axis": axis}
+            row.update(tried=len(values), low=values[0], high=values[-1])
+            if len(chosen):
+                best = chosen.iloc[0]
+                others = [a for a in axes if a != axis]
+                here = trials[(trials[others] == best[others]).all(axis=1)] if others else trials
+                near = sorted(here.loc[here["status"].notna(), axis].unique())
+                row.update(
+                    selected=best[axis],
+                    around=f"{near[0]:g} … {near[-1]:g}" if len(near) > 1 else f"{near[0]:g}",
+                    inside=bool(near[0] < best[axis] < near[-1]),
+                )
+            rows.append(
+                {
+                    **row,
+                    "validation accuracy": sweep.get("validation_accuracy"),
+                    "seeds": sweep.get("selected_seeds") or 1,
+                    "trials": len(sweep["trials"]),
+                    "budget (× SGD)": sweep["budget"],
+                    "used (× SGD)": sweep["budget_used"],
+                    "walk": sweep.get("walk", "budget"),
+                    "notes": "; ".join(sweep.get("notes", [])) or sweep["stop_reason"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+#: What notebook 00 searches at the ``ci`` profile when nothing is recorded there: pSGLD as
+#: described (three axes; the SGD reference run sets the budget), on 512 images (one step a
+#: trial), at most 6 trials: the search's mechanics in under a minute, saying nothing about
+#: the paper (its axes need not end bracketed).
+CI_SEARCH = {"methods": ("psgld",), "train_sizes": (512,), "max_trials": 6}
+
+
+def recorded_search(profile: str, train: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """The sweeps notebook 00 shows at ``profile`` and one line per method that has no
+    full-MNIST selection in them. At ``ci`` with none recorded (and ``train``) it runs
+    :data:`CI_SEARCH` first (serially, in this process); other profiles only read their
+    selection file (the paper's search is a GPU job: ``sgmcmc sweep``)."""
+    from sgmcmc_paper.protocol.hparams import selection_key
+    from sgmcmc_paper.protocol.paper import METHODS
+    from sgmcmc_paper.protocol.profiles import get_profile
+    from sgmcmc_paper.sweep.search import run_sweep
+
+    prof = get_profile(profile)
+    sweeps = load_sweeps(prof.hparams)
+    if not sweeps and prof.name == "ci" and train:
+        run_sweep(profile="ci", engine="serial", log=None, **CI_SEARCH)
+        sweeps = load_sweeps(prof.hparams)
+    if prof.hparams != "paper":
+        return sweeps, []
+    missing = [
+        f"{method}: no full-MNIST selection ({selection_key(method, 'paper', None)}); the "
+        "search has not run, its 'as described' runs use the released rate"
+        + (" and Li et al.'s constants" if method == "psgld" else "")
+        for method in METHODS
+        if selection_key(method, "paper", None) not in sweeps
+    ]
+    return sweeps, missing
+
+
+def _sweeps(source: str | Iterable[SweepResult] | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(source, str):
+        return load_sweeps(source)
+    if isinstance(source, Mapping):
+        return dict(source)
+    return {r.key: r.record() for r in source}
 
 
 def plot_sweep(table, axes=None):

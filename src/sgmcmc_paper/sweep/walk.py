@@ -293,8 +293,24 @@ class Walk:
         points = self._second_seed_points()
         if points:
             return points
-        self.stop_reason = "every axis bracketed" if not self.notes else "; ".join(self.notes)
+        self.notes = [self._edge_note(axis.name, best.fields) for axis in self.grid]
+        self.notes = [note for note in self.notes if note]
+        self.stop_reason = "; ".join(self.notes) or "every axis bracketed"
         return []
+
+    def _edge_note(self, name: str, fields: dict[str, Any]) -> str:
+        """Why the selected value of axis ``name`` is not strictly inside the values tried in
+        its slice (the extension cap or the axis' domain), or ``""`` when it is."""
+        here = point_of({**fields, name: None})
+        near = sorted(
+            t.fields[name] for t in self.trials if point_of({**t.fields, name: None}) == here
+        )
+        value = fields[name]
+        if near[0] < value < near[-1]:
+            return ""
+        used = self._extended.get(name, 0)
+        cap = f" after {used} extensions" if used >= self.max_extensions else ""
+        return f"{name}={_short(value)} sits at the edge of its range{cap}"
 
     def _bracket_points(self, stage: int, fields: dict[str, Any]) -> list[dict[str, Any]]:
         """The untried neighbours of ``fields`` on the axis of ``stage``, in its slice."""
@@ -328,11 +344,6 @@ class Walk:
         a, b = (1 - edge, 1 - inner) if decay else (edge, inner)
         used = self._extended.get(name, 0)
         if used >= self.max_extensions or a <= 0 or b <= 0:
-            note = f"{name}={_short(edge)} sits at the edge of its range"
-            if used >= self.max_extensions:
-                note += f" after {used} extensions"
-            if note not in self.notes:
-                self.notes.append(note)
             return False
         new = a * a / b
         new = float(f"{(1 - new if decay else new):.6g}")
