@@ -573,7 +573,7 @@ def reading_tables(
 ) -> dict[str, pd.DataFrame]:
     """:func:`stored_table` of every part (:data:`PARTS`) with only the rows of the reading;
     with several ``modes`` (e.g. ``("single", "averaged")``) each reading's rows, the mode
-    appended to ``configuration`` (``"eq. 1 (single)"``), so a checklist is made per reading."""
+    appended to ``configuration`` (``"eq. 1, single"``), so a checklist is made per reading."""
     out = {}
     for part in PARTS:
         frames = []
@@ -583,7 +583,7 @@ def reading_tables(
                 continue
             frame = frame[frame["reading"].astype(bool)]
             if len(modes) > 1:
-                frame = frame.assign(configuration=frame["configuration"] + f" ({mode})")
+                frame = frame.assign(configuration=frame["configuration"] + f", {mode}")
             frames.append(frame)
         out[part] = (
             pd.concat(frames, ignore_index=True)

@@ -39,7 +39,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sgmcmc_paper.errors import UserError
-from sgmcmc_paper.protocol.config import LANGEVIN_PRECONDITIONED_LR, ConfigError, RunConfig, Window
+from sgmcmc_paper.protocol.config import (
+    LANGEVIN_PRECONDITIONED_LR,
+    ROBUSTNESS_EPS,
+    ConfigError,
+    RunConfig,
+    Window,
+)
 from sgmcmc_paper.protocol.hparams import tuned_overrides
 from sgmcmc_paper.protocol.paper import LEARNING_RATES
 
@@ -57,8 +63,9 @@ class Profile:
     SGD run's training time; ``sweep_epochs`` its runs' length. ``hparams``: whose selection
     (``results/hparams/<hparams>.json``) tuned runs use. ``langevin_epochs``: the length of the
     langevin-convention runs of notebooks 06 and 07 (``None``: ``epochs``).
-    ``robustness_size``/``pgd_steps``: the images and PGD steps of the robustness evaluation
-    (:mod:`sgmcmc_paper.engine.robustness`), for runs on the profile's training set only.
+    ``robustness_size``/``pgd_steps``/``robustness_eps``: the images, PGD steps and ε grid of
+    the robustness evaluation (:mod:`sgmcmc_paper.engine.robustness`), for runs on the
+    profile's training set only.
     """
 
     name: str
@@ -88,6 +95,7 @@ class Profile:
     cycles: int = 4
     robustness_size: int = 0
     pgd_steps: int = 40
+    robustness_eps: tuple[float, ...] = ROBUSTNESS_EPS
 
     def windows_for(self, epochs: int, num_train: int, batch_size: int) -> tuple[Window, ...]:
         """The profile's windows fitted to a run: a window ending after the run ends at its
@@ -145,6 +153,7 @@ class Profile:
             if overrides.get("train_size", self.train_size) == self.train_size
             else 0,
             "pgd_steps": self.pgd_steps,
+            "robustness_eps": self.robustness_eps,
             "profile": self.name,
             **overrides,
         }
@@ -185,6 +194,7 @@ PROFILES: dict[str, Profile] = {
         cycles=2,
         robustness_size=16,
         pgd_steps=5,
+        robustness_eps=(0.0, 0.1, 0.3, 1.0),  # the checks' ε (0.3, unbounded 1), CI's time
         description="seconds per run on 2 CPU cores: 2,000 training images, 2 epochs, "
         "256 test images; proves every code path, says nothing about the paper",
     ),
@@ -217,6 +227,7 @@ PROFILES: dict[str, Profile] = {
         "the paper profile's tuned hyper-parameters (no search)",
         robustness_size=50,
         pgd_steps=10,
+        robustness_eps=(0.0, 0.1, 0.2, 0.3, 1.0),  # a CPU's minute per run
         langevin_epochs=1,
         laplace_samples=10,
         cycles=2,
