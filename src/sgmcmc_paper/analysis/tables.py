@@ -697,6 +697,28 @@ TABLE1_ROWS = (
 THREATS = ("as_released", "per_sample", "predictive")
 
 
+#: The :func:`shared_runs` cell of a method whose two configurations are the same runs.
+SAME_RUNS = "same runs"
+
+
+def shared_runs(runs: Mapping[RunKey, Any]) -> dict[str, str]:
+    """Per method, whether its "as released" and "as described" rows are the same runs: the
+    same store keys on every seed (:data:`SAME_RUNS`, e.g. SGD on full MNIST until the search
+    selects its own rate) or ``"different runs"``; ``runs`` maps ``(configuration, method,
+    seed)`` to configs or results (anything with ``key()``). Methods with one configuration
+    only are left out."""
+    keys: dict[tuple[str, str], set[str]] = {}
+    for (configuration, method, _), run in runs.items():
+        key = run.key() if callable(getattr(run, "key", None)) else run.key
+        keys.setdefault((method, configuration), set()).add(key)
+    shared = {}
+    for method in dict.fromkeys(method for _, method, _ in runs):
+        released, described = keys.get((method, "as released")), keys.get((method, "as described"))
+        if released is not None and described is not None:
+            shared[method] = SAME_RUNS if released == described else "different runs"
+    return shared
+
+
 def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table1"):
     """Table 1 with the paper's numbers beside ours, in percent: one row per method and
     reading (FSGD both as a single model and averaged, as the code's output has it).
@@ -705,7 +727,9 @@ def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table
     test accuracy, the FGSM accuracy of each threat model (the predictive attack only for
     averaged rows) and PGD's (:data:`PGD_COLUMN`; "not evaluated" where the runs hold none),
     as ``mean [low, high]`` (:func:`over_seeds`' interval) over the seeds that
-    count (:data:`FAILED_RUN_RULE`), and ``seeds``: how many count, and the others' fates.
+    count (:data:`FAILED_RUN_RULE`), and ``seeds``: how many count, and the others' fates;
+    last, ``("", "configurations")``: whether the two configurations of the row's method are
+    the same runs (:func:`shared_runs`), so identical cells are not read as agreement.
     """
     import pandas as pd
 
@@ -719,6 +743,7 @@ def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table
         attacked = attacked[np.isclose(attacked.eps, eps)]
     pgd = _pgd_rows(results, eps, window)
     code = {(m, p): (t, a) for m, p, t, a in paper.TABLE1_CODE_OUTPUT}
+    shared = shared_runs(results)
     rows = []
     for method, mode, label in TABLE1_ROWS:
         row: dict[Any, Any] = {("", "method"): label}
@@ -739,6 +764,7 @@ def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table
             chosen = _select(pgd, configuration=configuration, method=method, mode=mode)
             row[(configuration, PGD_COLUMN)] = _percent(chosen, "accuracy")[0] or NOT_EVALUATED
             row[(configuration, "seeds")] = seeds
+        row[("", "configurations")] = shared.get(method, "")
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
@@ -802,6 +828,7 @@ def table1_side_by_side(table):
             ("seeds", "seeds"),
         ):
             columns[(configuration, name)] = list(table[(configuration, source)])
+    columns[("", "configurations")] = list(table[("", "configurations")])
     frame = pd.DataFrame(columns, index=table.index)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     return frame
