@@ -40,6 +40,8 @@ OTHER_ROWS = tuple(name for name in ROWS.values() if name not in LANGEVIN_ROWS)
 OOD_SETS = {"notmnist": "notMNIST AUROC", "fashion": "Fashion AUROC"}
 PGD_EPS = (0.1, 0.3)
 QUALITY = ("accuracy", "nll", "ece", "brier", *OOD_SETS.values(), *(f"PGD {e:g}" for e in PGD_EPS))
+#: How claims name each quality.
+QUALITY_LABELS = {"nll": "NLL", "ece": "ECE", "brier": "Brier score", "accuracy": "test accuracy"}
 #: Whether a larger value of each quality is better.
 HIGHER_IS_BETTER = {q: q not in ("nll", "ece", "brier") for q in QUALITY}
 
@@ -157,7 +159,8 @@ def matches_ensemble(frame, quality: str = "notMNIST AUROC", margin: float = 0.0
     ``± margin``. No when it does not (either side better, or too wide to tell); n/a without an
     ensemble, a sampler that cheap, or 3 seeds. Statistic: the interval's largest distance
     from 0."""
-    text = f"At equal compute, the best Langevin sampler matches a deep ensemble on {quality}."
+    name = QUALITY_LABELS.get(quality, quality)
+    text = f"At equal compute, the best Langevin sampler matches a deep ensemble on {name}."
     test = f"{PAIRED}, best sampler − ensemble; yes if within ± {margin:g}"
     budget = _cost(frame, "Deep ensemble")
     if budget != budget:
@@ -213,7 +216,8 @@ def cyclical_helps(frame, quality: str = "nll") -> Claim:
     side of 0. Yes with a majority of wins, no when the wins cannot reach one even if every
     untestable method won, n/a otherwise. Statistic: the wins."""
     better = "higher" if HIGHER_IS_BETTER[quality] else "lower"
-    text = f"Cyclical schedules improve {quality} over the plain samplers for most methods."
+    name = QUALITY_LABELS.get(quality, quality)
+    text = f"Cyclical schedules improve {name} over the plain samplers for most methods."
     test = f"{PAIRED}, cyclical − plain per method; a win if wholly {better}"
     wins, untestable, parts = 0, 0, []
     for method in LANGEVIN_METHODS:
@@ -238,7 +242,8 @@ def samplers_dominated(frame, quality: str = "nll") -> Claim:
     interval wholly on the better side of 0). No when some sampler with measured runs is
     dominated by none although every comparison with a cheaper row is testable; n/a
     otherwise. Statistic: the samplers dominated."""
-    text = f"Every Langevin sampler is dominated on compute and {quality} by an alternative."
+    name = QUALITY_LABELS.get(quality, quality)
+    text = f"Every Langevin sampler is dominated on compute and {name} by an alternative."
     test = f"{PAIRED}, alternative − sampler for each cheaper alternative (mean compute)"
     higher = HIGHER_IS_BETTER[quality]
     measured = set(means(frame, quality).index)
