@@ -177,3 +177,31 @@ def test_recorded_search_names_every_method_without_a_full_mnist_selection(resul
     sweeps, missing = recorded_search("paper")
     assert sweeps == {} and len(missing) == 5
     assert missing[3].startswith("psgld: no full-MNIST selection (paper/psgld/full)")
+
+
+@pytest.mark.parametrize(("ray_installed", "engine"), [(True, "ray"), (False, "serial")])
+def test_cli_engine_auto_runs_serially_without_ray(monkeypatch, ray_installed, engine):
+    """`sgmcmc sweep` (PYTHONPATH=src on a machine without the 'sweep' extra): --engine auto,
+    the default, is Ray where it is installed and the serial engine where it is not."""
+    import importlib.util
+
+    import sgmcmc_paper.sweep as sweep
+    from sgmcmc_paper.cli import main
+
+    seen = {}
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            (find_spec(name, *a) if ray_installed else None)
+            if name == "ray"
+            else find_spec(name, *a)
+        ),
+    )
+    monkeypatch.setattr(sweep, "run_sweep", lambda methods, **kw: seen.update(kw) or [])
+    argv = ["sweep", "--method", "psgld", "--profile", "ci", "--train-size", "full"]
+    assert main(argv) == 0
+    assert seen["engine"] == engine and seen["bracket"] and seen["train_sizes"] == [None]
+    assert main([*argv, "--engine", "processes", "--workers", "3", "--budget-walk"]) == 0
+    assert (seen["engine"], seen["workers"], seen["bracket"]) == ("processes", 3, False)

@@ -76,10 +76,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("auto", "ray", "serial"),
+        choices=("auto", "ray", "serial", "processes"),
         default="auto",
-        help="ray: Ray Tune trials; serial: the same trials in this process; auto (default): "
+        help="ray: Ray Tune trials; serial: the same trials in this process; processes: a pool "
+        "of --workers local processes (e.g. several trials sharing one GPU); auto (default): "
         "ray if installed, else serial",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="with --engine processes: how many trials run at once (default: one per CPU)",
     )
     parser.add_argument(
         "--budget-walk",
@@ -122,6 +129,8 @@ def handle(args: argparse.Namespace) -> int:
     sizes = [profile.train_size] if args.train_size is None else parse_train_sizes(args.train_size)
     if args.small:
         sizes += [s for s in profile.small_train_sizes if s not in sizes]
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.max_trials is not None and args.max_trials < 1:
         raise UserError(f"--max-trials must be at least 1, got {args.max_trials}")
     for name in ("gpus_per_trial", "cpus_per_trial"):
@@ -147,6 +156,7 @@ def handle(args: argparse.Namespace) -> int:
             verbose=args.verbose,
         ),
         max_trials=args.max_trials,
+        workers=args.workers,
         device=args.device,
         progress=args.verbose,
         bracket=not args.budget_walk,
