@@ -34,7 +34,7 @@ system-deps:  ## Debian packages: fonts (notMNIST-style), Fashion-MNIST, Chromiu
 data: venv system-deps  ## fetch, render and verify every dataset into data/ ($$SGMCMC_DATA)
 	$(BIN)/sgmcmc data
 
-notebooks: data  ## execute every notebook with papermill at PROFILE (ci|quick|paper; paper falls back to quick per notebook on a CPU while its runs are not stored) into book/notebooks/; FRESH=1 retrains
+notebooks: data  ## execute every notebook with papermill at PROFILE (ci|quick|paper; on a CPU quick and paper train nothing: runs not stored are 'not trained', a chapter with too little stored runs at a smaller profile) into book/notebooks/; FRESH=1 retrains
 	$(BIN)/sgmcmc notebooks --profile $(PROFILE) $(if $(FRESH),--fresh,)
 
 html: venv  ## render the book from the executed notebooks (no execution) into _build/html

@@ -273,3 +273,26 @@ def test_the_trainer_passes_the_configs_kfac_and_psgld_settings():
     assert li_et_al == ("paper", "square", 0.99, 1e-5)
     # the pins are the library's defaults today (a change there is a decision to make here)
     assert PSGLD_DEFAULTS == psgld_module._DEFAULT_CONSTANTS
+
+
+def test_table1_fig1_and_fig4_have_five_seeds_at_the_paper_profile_the_others_three():
+    """Issue #26: 5 seeds for every configuration behind Table 1, Fig. 1 and Fig. 4 at the
+    paper profile; every other chapter 3; ci and quick keep their one seed (CI time)."""
+    from sgmcmc_paper.protocol.plan import MAIN_SEED_NOTEBOOKS, notebook_seeds
+
+    assert set(MAIN_SEED_NOTEBOOKS) == {
+        "01_test_accuracy",
+        "04_adversarial",
+        "05_out_of_distribution",
+    }
+    others = ("02_mixing", "03_small_mnist", "06_gradient_or_noise", "07_noise_conventions")
+    for stem in (*MAIN_SEED_NOTEBOOKS, *others):
+        runs = notebook_runs(stem, "paper")
+        expected = (0, 1, 2, 3, 4) if stem in MAIN_SEED_NOTEBOOKS else (0, 1, 2)
+        assert notebook_seeds(stem, "paper") == expected, stem
+        if runs:
+            assert {s for _, _, s in runs} == set(expected), stem
+            rows = {(lab, m) for lab, m, _ in runs}
+            assert len(runs) == len(rows) * len(expected), stem  # every row every seed
+        for profile in ("ci", "quick"):
+            assert notebook_seeds(stem, profile) == get_profile(profile).seeds == (0,)

@@ -3,6 +3,7 @@ failures, ``--only`` and ``--fresh`` (on tiny synthetic notebooks)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,40 +154,50 @@ def test_the_book_s_notebooks_are_clean_and_parameterised():
             assert f"\n{name} = " in f"\n{parameters.source}", (path.name, name)
         assert 'os.environ.get("SGMCMC_PROFILE")' in parameters.source, path.name
         source = "\n".join(c.source for c in code)
-        assert "Session(profile" in source and "session.claims(" in source, path.name
+        assert re.search(r"Session\(\s*profile", source), path.name
+        assert "session.claims(" in source, path.name
         assert code[-1].source.strip() == "session.finish()", path.name
 
 
-def test_fallback_runs_notebooks_whose_runs_are_missing_at_the_smaller_profile(book, tmp_path):
-    """03 needs smallMNIST runs the empty store lacks: it runs at the fallback; 00 needs no run
-    and keeps the requested profile. Both say so on their line."""
+def test_a_stored_only_build_runs_a_notebook_whose_runs_are_missing_at_a_smaller_profile(
+    book, tmp_path
+):
+    """03 needs smallMNIST runs the empty store lacks: stored only, it falls back through quick
+    to ci (trained there), its kernel not stored-only; 00 needs no run and keeps the requested
+    profile, its kernel stored-only. Both say so on their line."""
     source = tmp_path / "planned"
     source.mkdir()
+    show = "import os; print('profile is', profile, os.environ.get('SGMCMC_STORED_ONLY'))"
     for stem in ("00_hyperparameters", "03_small_mnist"):
-        _notebook(source / f"{stem}.ipynb", "print('profile is', profile)")
+        _notebook(source / f"{stem}.ipynb", show)
     out = tmp_path / "planned-out"
     lines = []
     runs = run_notebooks(
-        "quick", fallback="ci", source_dir=source, output_dir=out, log=lines.append
+        "paper", stored_only=True, source_dir=source, output_dir=out, log=lines.append
     )
     assert [(r.name, r.profile) for r in runs] == [
-        ("00_hyperparameters", "quick"),
+        ("00_hyperparameters", "paper"),
         ("03_small_mnist", "ci"),
     ]
     assert runs[0].missing == 0 and runs[1].missing > 0
-    assert "profile is quick" in _outputs(out / "00_hyperparameters.ipynb")
-    assert "profile is ci" in _outputs(out / "03_small_mnist.ipynb")
-    assert lines[0].startswith("[1/2] 00_hyperparameters: quick, ")
-    assert lines[1].startswith(f"[2/2] 03_small_mnist: ci ({runs[1].missing} quick-profile runs")
-    with pytest.raises(UserError, match="fallback"):
-        run_notebooks("quick", fallback="ci", fresh=True, source_dir=source, output_dir=out)
+    assert "profile is paper 1" in _outputs(out / "00_hyperparameters.ipynb")
+    assert "profile is ci None" in _outputs(out / "03_small_mnist.ipynb")
+    assert lines[0].startswith("[1/2] 00_hyperparameters: paper (stored only: needs no runs), ")
+    assert lines[1].startswith(
+        f"[2/2] 03_small_mnist: ci (stored only: 0 of {runs[1].missing} paper-profile runs "
+        "stored; 0 of "
+    )
+    assert "quick-profile runs stored" in lines[1] and "; ci runs are trained), " in lines[1]
+    assert "SGMCMC_STORED_ONLY" not in os.environ
+    with pytest.raises(UserError, match="stored-only"):
+        run_notebooks("quick", stored_only=True, fresh=True, source_dir=source, output_dir=out)
 
 
-def test_paper_profile_without_gpu_falls_back_to_quick_and_refuses_fresh(
+def test_quick_and_paper_without_gpu_are_stored_only_and_paper_refuses_fresh(
     tmp_path, monkeypatch, capsys
 ):
-    """On a CPU the paper profile never starts days of training: the notebooks fall back per
-    notebook, and retraining everything is one line naming the fixes."""
+    """On a CPU the quick and paper profiles never train: the build is stored-only, and
+    retraining the paper profile is one line naming the fixes."""
     import torch
 
     import sgmcmc_paper.book.notebooks
@@ -201,23 +212,28 @@ def test_paper_profile_without_gpu_falls_back_to_quick_and_refuses_fresh(
         lambda profile, **kw: calls.append((profile, kw)) or [],
     )
     assert main(["notebooks", "--profile", "paper"]) == 0
-    assert calls[-1][0] == "paper" and calls[-1][1]["fallback"] == "quick"
-    assert main(["notebooks", "--profile", "paper", "--train-on-cpu"]) == 0
-    assert calls[-1][1]["fallback"] is None
+    assert calls[-1][0] == "paper" and calls[-1][1]["stored_only"] is True
     assert main(["notebooks", "--profile", "quick"]) == 0
-    assert calls[-1][1]["fallback"] is None
+    assert calls[-1][1]["stored_only"] is True
+    assert main(["notebooks", "--profile", "paper", "--train-on-cpu"]) == 0
+    assert calls[-1][1]["stored_only"] is False
+    assert main(["notebooks", "--profile", "ci"]) == 0
+    assert calls[-1][1]["stored_only"] is False  # CI's nbval profile trains
+    assert main(["notebooks", "--profile", "quick", "--fresh"]) == 0  # asked for: trains
+    assert calls[-1][1]["stored_only"] is False
     capsys.readouterr()
     assert main(["notebooks", "--profile", "paper", "--fresh"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "needs a GPU" in err and "PROFILE=quick" in err and "--train-on-cpu" in err
-    assert len(calls) == 3
+    assert len(calls) == 5
     assert main(["notebooks", "--profile", "paper", "--dry-run"]) == 0
     plan = capsys.readouterr().out.splitlines()
-    assert len(calls) == 3  # a dry run executes nothing
-    assert plan[0] == "00_hyperparameters: paper"  # needs no run
-    assert all(line.endswith("paper-profile runs not stored)") for line in plan[1:])
-    assert plan[1].startswith("01_test_accuracy: quick (")
+    assert len(calls) == 5  # a dry run executes nothing
+    assert plan[0].startswith("stored-only build at paper")
+    assert plan[1] == "00_hyperparameters: paper (stored only: needs no runs)"
+    assert plan[2].startswith("01_test_accuracy: ci (stored only: 0 of ")
+    assert "paper-profile runs stored" in plan[2] and "quick-profile runs stored" in plan[2]
 
 
 def test_a_failed_notebook_is_kept_beside_the_output_folder_until_it_succeeds(book):

@@ -1,88 +1,109 @@
 #!/usr/bin/env bash
-# The paper profile on one GPU machine (the device tool's bare CUDA image: its own python3 and
-# torch, no papermill/Ray/ArviZ, no network). Run from the repository root with the dataset
-# cache and the h5netcdf wheel carried in .carry/ (see book/rerun.md). Writes under $OUT:
-#   log.txt, bench.txt (sampler overhead on the GPU), cuda-tests.txt, and the new runs of the
-#   store as results.tgz.part-* (concatenate, then untar in the repository root; no checkpoints).
+# The paper profile on one GPU machine, in one device call of at most 10 minutes: `sgmcmc fill
+# --profile paper --engine processes --device cuda --time-limit ...` trains the runs the store
+# lacks (or holds with a stale evaluation) in the plan's priority order (protocol/plan.py
+# FILL_PRIORITY: Table 1, Figs. 1 and 4 at 5 seeds; KSGLD at scale; pSGLD as described;
+# smallMNIST; the langevin chapters; the alternatives), then the device benchmarks run on the idle
+# GPU. The machine's bare image (python3 3.12, torch 2.11, numpy, pandas, scipy, xarray; no
+# papermill, ArviZ, Ray or netCDF engine) runs it from the working tree with PYTHONPATH=src and
+# installs nothing: traces are stored as traces.npz (converted to traces.nc where loaded with an
+# engine). Run from the repository root; see book/rerun.md, "The paper profile on a GPU".
+#
+# Before the call (here):
+#   .venv/bin/sgmcmc fill --profile paper --dry-run        # what is missing, in order, and its cost
+#   mkdir -p .carry/data && cp -r data/mnist/mnist.npz* ... # the dataset cache: mnist.npz,
+#     fashion_mnist.npz, letters.npz and manifest.json with their .sha256 (47 MB; not the wheel)
+#   .venv/bin/sgmcmc fill --profile paper --write-missing .carry/keys.txt   # priority order
+# The tracked store (results/paper, ~56 MB) and the data exceed the 64 MiB a call carries, so the
+# call leaves results/paper out of the index for its duration (book/rerun.md has the commands),
+# and the machine's store starts empty but for results/hparams: KEYS (.carry/keys.txt) tells it
+# which runs this machine's store lacks.
+#   run(command="bash .ci/device/paper_profile.sh", carry=[".carry"], timeout_s=600)
+# Writes under $OUT: log.txt, fill.txt, cuda-tests.txt, bench.txt, ksgld-cost.txt and the new
+# runs as results.tgz.part-* (here: cat <files_at>/results.tgz.part-* | tar xzf - -C results).
+# The runs are written to a store in /tmp (its folders are too deep to come back from $OUT) and
+# packed into $OUT once the fill has ended, and again every PACK_EVERY seconds while it runs, so
+# a call cut short still returns every finished run.
 # Settings (environment):
-#   SECONDS_TOTAL    wall-time budget (default 540): no run starts that cannot end inside it
-#   RUN_SECONDS      how long one run takes on this machine with WORKERS sharing it (default 200)
-#   WORKERS          training processes sharing the GPU (default 8): precompute.py, a thin
-#                    wrapper of `sgmcmc fill --engine processes` (no Ray on this image)
-#   SWEEPS=0         skip the grid searches
-#   PRECOMPUTE_ARGS  extra arguments of precompute.py (e.g. "--convention langevin")
-#   BENCH_METHODS    the benchmark's methods ("" skips it); it runs last, on an idle GPU
-#   BENCH_SECONDS    time kept for it after the runs (default 90)
-# The samplers' GPU check alone (CUDA tests and benchmark, no data): .ci/device/sampler_check.sh
-# Measured: 20-epoch main runs take 130 s each with 9 workers on an H200, 90 s with 6 (langevin
-# SGLD/pSGLD); on an H100 with 12 workers 185 s (SGLD/pSGLD) and 275 s (KSGLD, langevin).
-# The langevin chains of notebooks 06 and 07, alone:
-#   SWEEPS=0 WORKERS=9 RUN_SECONDS=280 PRECOMPUTE_ARGS="--convention langevin" bash ...
-# The committed store (~48 MB) and the carried data (~47 MB) exceed a 64 MiB upload: leave the
-# store out of the upload for the call (delete the `!results/paper/` line of .gitignore and
-# `git rm -r -q --cached results/paper`; afterwards `git checkout .gitignore && git reset -q`)
-# and pass PRECOMPUTE_ARGS that select only missing runs, since the machine's store is empty:
-#   sgmcmc fill --profile paper --notebooks 06_gradient_or_noise 07_noise_conventions \
-#     --write-missing .carry/keys.txt        (here), then PRECOMPUTE_ARGS="--keys .carry/keys.txt"
+#   SECONDS_TOTAL  the command's budget (default 560): no run starts that cannot end inside it
+#   RUN_SECONDS    one run's time with WORKERS sharing the GPU (default 150: H200, 9 workers,
+#                  20-epoch main runs ~130 s; KSGLD and 5-seed evaluation more)
+#   WORKERS        training processes sharing the GPU (default 8)
+#   KEYS           the keys file (default .carry/keys.txt; "" trains everything missing)
+#   FILL_ARGS      more arguments of sgmcmc fill (e.g. "--notebooks 08_ksgld_at_scale")
+#   CUDA_TESTS=0   skip the CUDA tests (they run beside the fill)
+#   BENCH_METHODS  the sampler benchmark's methods ("" skips it); BENCH_SECONDS (default 70)
+#   PACK_EVERY     seconds between packings of the store while the fill runs (default 60)
 set -u
 # shellcheck source=cuda_tests.sh
 source .ci/device/cuda_tests.sh
 start=$(date +%s)
-total=${SECONDS_TOTAL:-540}
-run_s=${RUN_SECONDS:-200}
+total=${SECONDS_TOTAL:-560}
+run_s=${RUN_SECONDS:-150}
 workers=${WORKERS:-8}
-bench_s=${BENCH_SECONDS:-90}
-bench=${BENCH_METHODS-sgld sgld-wd sgld-paper psgld psgld-wd psgld-paper sgld-fused psgld-fused sgld-wd-graph psgld-graph psgld-wd-graph}
+bench_s=${BENCH_SECONDS:-70}
+pack_every=${PACK_EVERY:-60}
+keys=${KEYS-.carry/keys.txt}
+bench=${BENCH_METHODS-sgld psgld sgld-fused psgld-fused psgld-graph}
 left() { echo $(( total - ($(date +%s) - start) )); }
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-  .carry/whl/*.whl || exit 1
-export PYTHONPATH=$PWD/src:/tmp/site SGMCMC_DATA=$PWD/.carry/data SGMCMC_RESULTS=$PWD/results
+store=/tmp/store
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONPATH=$PWD/src SGMCMC_DATA=$PWD/.carry/data
+export SGMCMC_RESULTS=$store
 exec > >(tee "$OUT/log.txt") 2>&1
 nvidia-smi -L
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__)"
+mkdir -p "$store" && cp -r results/hparams "$store/"
 
-if [ "${SWEEPS:-1}" != 0 ]; then
-  echo "== sweeps ($(left)s left)"
-  sweeps=()
-  for m in sgd fsgd sgld psgld ksgld; do
-    timeout 170 python3 -m sgmcmc sweep --method $m --convention paper --profile paper --small \
-      --engine serial --device cuda > "/tmp/sweep-paper-$m.txt" 2>&1 &
-    sweeps+=($!)
-  done
-  for m in sgld psgld ksgld; do
-    timeout 170 python3 -m sgmcmc sweep --method $m --convention langevin --profile paper \
-      --engine serial --device cuda > "/tmp/sweep-langevin-$m.txt" 2>&1 &
-    sweeps+=($!)
-  done
-  # Wait on these pids alone: a bare `wait` also waits for the log's tee, which never ends.
-  wait "${sweeps[@]}"
-  tail -n 3 /tmp/sweep-*.txt
+pack() {  # the new runs (no checkpoints, locks or temporaries) into $OUT, replacing the last pack
+  rm -f "$OUT"/results.tgz.part-*
+  tar czf - -C "$store" --exclude=.checkpoints --exclude=.locks --exclude='.tmp-*' \
+    --exclude='.old-*' --exclude='*.damaged-*' paper 2>/dev/null \
+    | split -b 15M - "$OUT/results.tgz.part-"
+}
+
+if [ "${CUDA_TESTS:-1}" != 0 ]; then
+  echo "== cuda tests, beside the runs ($(left)s left)"
+  # shellcheck disable=SC2086
+  timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider $CUDA_TEST_FILES \
+    > "$OUT/cuda-tests.txt" 2>&1 &
+  tests=$!
 fi
 
-echo "== cuda tests, beside the runs ($(left)s left)"
-# shellcheck disable=SC2086
-timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider $CUDA_TEST_FILES \
-  > "$OUT/cuda-tests.txt" 2>&1 &
-tests=$!
-
-echo "== runs: $workers workers ($(left)s left)"
+echo "== fill: $workers workers, priority order ($(left)s left)"
+select=()
+if [ -n "$keys" ]; then
+  select=(--keys "$keys")
+fi
 # One CPU thread per worker: the GPU does the work, and the workers share 16 cores.
 # shellcheck disable=SC2086
-OMP_NUM_THREADS=1 timeout $(( $(left) - 25 - bench_s )) python3 .ci/device/precompute.py --profile paper \
-  --workers "$workers" --device cuda --seconds $(( $(left) - run_s - bench_s )) ${PRECOMPUTE_ARGS:-}
-wait "$tests"
-tail -3 "$OUT/cuda-tests.txt"
+OMP_NUM_THREADS=1 timeout $(( $(left) - 20 - bench_s )) python3 -m sgmcmc fill --profile paper \
+  --engine processes --workers "$workers" --device cuda --threads 1 \
+  --time-limit $(( $(left) - run_s - bench_s - 20 )) "${select[@]}" ${FILL_ARGS:-} \
+  > "$OUT/fill.txt" 2>&1 &
+fill=$!
+while kill -0 "$fill" 2>/dev/null; do
+  sleep "$pack_every" & wait $!
+  kill -0 "$fill" 2>/dev/null && pack
+done
+wait "$fill"
+echo "fill exit $?"
+tail -n 4 "$OUT/fill.txt"
+pack
+if [ "${CUDA_TESTS:-1}" != 0 ]; then
+  wait "$tests"
+  tail -n 3 "$OUT/cuda-tests.txt"
+fi
 
-if [ -n "$bench" ]; then
+if [ -n "$bench" ] && [ "$(left)" -gt 30 ]; then
   # After the runs, on an idle GPU, with whatever time they left.
   echo "== benchmarks ($(left)s left)"
   # shellcheck disable=SC2086
-  timeout $(( $(left) - 20 )) python3 benchmarks/sampler_overhead.py --device cuda --profile \
+  timeout $(( ($(left) - 15) * 2 / 3 )) python3 benchmarks/sampler_overhead.py --device cuda \
     --methods $bench > "$OUT/bench.txt" 2>&1
-  cat "$OUT/bench.txt"
+  tail -n 20 "$OUT/bench.txt"
+  timeout $(( $(left) - 10 )) python3 benchmarks/ksgld_cost.py --device cuda \
+    > "$OUT/ksgld-cost.txt" 2>&1
+  tail -n 12 "$OUT/ksgld-cost.txt"
 fi
-echo "== packing ($(left)s left)"
-tar czf - --exclude=.checkpoints --exclude=.locks results/paper results/hparams \
-  | split -b 15M - "$OUT/results.tgz.part-"
+echo "== done ($(left)s left): $(find "$store/paper" -name run.json 2>/dev/null | wc -l) runs"
 ls -la "$OUT"

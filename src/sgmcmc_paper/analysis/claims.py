@@ -97,9 +97,19 @@ class Claim:
 COLUMNS = ("section", "claim", "kind", "test", "statistic", "holds", "evidence")
 
 
-def verdict(holds: bool | None) -> str:
-    """``"yes"``/``"no"`` from a computed truth value, ``"n/a"`` for ``None`` (not testable)."""
-    return "n/a" if holds is None else ("yes" if bool(holds) else "no")
+#: The verdict of a claim left untestable because runs it needs are not trained (a
+#: stored-only book build: book/methods.md, "Runs not trained").
+UNTRAINED = "unresolved (runs not trained)"
+
+
+def verdict(holds: bool | None, evidence: str = "") -> str:
+    """``"yes"``/``"no"`` from a computed truth value, ``"n/a"`` for ``None`` (not testable),
+    :data:`UNTRAINED` for ``None`` when the evidence names runs that are not trained."""
+    from sgmcmc_paper.engine.fate import NOT_TRAINED
+
+    if holds is None:
+        return UNTRAINED if NOT_TRAINED in evidence else "n/a"
+    return "yes" if bool(holds) else "no"
 
 
 def decide(
@@ -113,7 +123,7 @@ def decide(
 ) -> Claim:
     """A :class:`Claim` from a truth value (``None``: not testable) and its statistic."""
     number = math.nan if statistic is None else float(statistic)
-    return Claim(section, text, verdict(holds), number, evidence, test, kind)
+    return Claim(section, text, verdict(holds, evidence), number, evidence, test, kind)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -128,10 +138,14 @@ def _pairs(
 
 
 def _untestable(intervals: Mapping[tuple[str, str], PairedInterval]) -> str | None:
-    """Why some interval could not be made (the first such pair), else ``None``."""
-    for (a, b), interval in intervals.items():
-        if not interval.testable:
-            return f"too few seeds for {_label(a)} − {_label(b)}: {interval.note}"
+    """Why some interval could not be made (the first such pair, one short of seeds because
+    runs are not trained first), else ``None``."""
+    from sgmcmc_paper.engine.fate import NOT_TRAINED
+
+    short = [(a, b, iv) for (a, b), iv in intervals.items() if not iv.testable]
+    short.sort(key=lambda item: NOT_TRAINED not in item[2].note)
+    for a, b, interval in short:
+        return f"too few seeds for {_label(a)} − {_label(b)}: {interval.note}"
     return None
 
 

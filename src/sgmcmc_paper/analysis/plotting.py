@@ -114,8 +114,11 @@ def seed_curve(
     """One method's curve over seeds from :func:`~sgmcmc_paper.analysis.tables.over_seeds`
     rows (``mean``, ``low``, ``high``, ``count``, ``seeds``): the line through the means, a
     filled marker where every seed counts, a hollow one where fewer do, and the interval as a
-    band (``interval``)."""
-    rows = rows.sort_values(x)
+    band (``interval``). Nothing is drawn without a mean (no seed counts: e.g. runs not
+    trained)."""
+    rows = rows[rows["mean"].notna()].sort_values(x) if len(rows) else rows
+    if not len(rows):
+        return
     colour = method_color(method)
     ax.plot(rows[x], rows["mean"], **style(method, configuration, label=label))
     full = (rows["count"] == rows["seeds"]).to_numpy()

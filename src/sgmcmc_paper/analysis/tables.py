@@ -68,6 +68,15 @@ def run_fate(result) -> Any:
     return fate(result)
 
 
+def trained(result) -> bool:
+    """Whether a run was trained (stored or run here): not a stored-only build's stand-in for
+    a run the store lacks (:class:`~sgmcmc_paper.engine.untrained.NotTrained`, whose fate is
+    "not trained": it counts nowhere, and has no traces or per-example arrays)."""
+    from sgmcmc_paper.engine.fate import NOT_TRAINED
+
+    return run_fate(result).status != NOT_TRAINED
+
+
 def counts_at(fate, epoch: int | float | None) -> bool:
     """Whether a run with ``fate`` counts in a row that reports ``epoch`` (:data:`FAILED_RUN_RULE`):
     always when it completed, before its fate's epoch when it diverged or collapsed."""
@@ -586,7 +595,8 @@ def mess_table(
     (:data:`FAILED_RUN_RULE`) at the epoch in which it ends."""
 
     def records(method, result):
-        yield from mess_windows(result, window, max_lag, until_epoch).to_dict("records")
+        if trained(result):
+            yield from mess_windows(result, window, max_lag, until_epoch).to_dict("records")
 
     return _rows(results, records, lambda record, result: math.ceil(record["epoch"]))
 
@@ -609,12 +619,12 @@ def function_space_diagnostics(
     probes, and the largest R-hat.
 
     Function space is where R-hat across seeds means something (weights have permutation
-    symmetries). With one seed the trace's two halves are the chains (split R-hat). No run:
-    NaN everywhere.
+    symmetries). With one seed the trace's two halves are the chains (split R-hat). No run
+    (runs not trained are left out): NaN everywhere.
     """
     from sgmcmc.diagnostics import _arviz, to_inference_data
 
-    results = list(results)
+    results = [r for r in results if trained(r)]
     if not results:
         keys = ("ess_bulk", "ess_tail", "rhat", "rhat_max")
         return {"chains": 0, "draws": 0, **dict.fromkeys(keys, math.nan)}
@@ -659,6 +669,8 @@ def stationarity_rhat(result, n_windows: int = 4, until_epoch: float | None = No
     stationary)."""
     from sgmcmc.diagnostics import _arviz, to_inference_data, windows_as_chains
 
+    if not trained(result):
+        return math.nan
     trace, _ = weight_trace(result, until_epoch)
     window = len(trace) // n_windows
     if window < 4:

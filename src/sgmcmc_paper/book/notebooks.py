@@ -19,10 +19,14 @@ that several notebooks share are trained once. When every notebook succeeded the
 results replace the old ones in the store and ``.fresh/`` is removed; an interrupted fresh run
 resumes from what ``.fresh/`` holds.
 
-``fallback`` names a smaller profile for the notebooks whose runs at ``profile`` the store does
-not hold in full (:func:`sgmcmc_paper.protocol.plan.missing_runs`): those run at ``fallback``
-instead, so a machine that cannot train the paper profile still executes every chapter, each at the
-largest profile the store supports, and each notebook's provenance says which.
+``stored_only`` is how ``make book`` builds the quick and paper profiles on a CPU: it trains
+nothing. Each notebook runs at the largest profile, from the requested one down (paper, quick,
+then ci), at which the store holds enough of its runs (:data:`STORED_ONLY_RULE`,
+:func:`profile_for`); its kernel gets ``$SGMCMC_STORED_ONLY=1``, so a run the store lacks is
+"not trained" there (:class:`~sgmcmc_paper.engine.untrained.NotTrained`) and travels into every
+table like a failed run. At ci runs are trained (CI's nbval), so a notebook that falls back
+that far still executes. Each notebook's line and provenance say which profile it ran at and
+why.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sgmcmc_paper.book.session import STORED_ONLY_ENV
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import repo_root, results_dir
 
@@ -43,6 +48,55 @@ KERNEL_NAME = "python3"
 DAMAGED = ".damaged-"
 FRESH_STORE = ".fresh"
 RUN_FILE = "run.json"
+
+
+#: The profiles a stored-only build falls back through, largest first.
+PROFILE_ORDER = ("paper", "quick", "ci")
+#: The profile at which a stored-only build trains what is missing (CI's, seconds a run).
+TRAINED_PROFILE = "ci"
+#: A stored-only chapter runs at a profile when at least this share of its rows have enough
+#: seeds stored (:data:`STORED_ONLY_RULE`).
+MIN_ROW_SHARE = 0.5
+STORED_ONLY_RULE = (
+    "A book built from the store (make book at the quick or paper profile) trains nothing. "
+    "A row of a chapter is one configuration and method of its run plan, over the plan's "
+    "seeds; it has enough seeds when the store holds at least 3 of them (all of them where "
+    "the plan has fewer). A chapter runs at the requested profile when at least half of its "
+    "rows have enough seeds, else at the next smaller profile by the same rule (paper, quick, "
+    "then ci, where the runs are trained: seconds each). At the profile it runs at, a run the "
+    'store lacks is "not trained": it counts in no row, rows say so ("3 of 5 seeds (2 not '
+    'trained)"), and a claim left with fewer than 3 seeds is "unresolved (runs not trained)".'
+)
+"""The stored-only rule, stated once (book/methods.md and the README quote it)."""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the store holds of a notebook's runs at a profile: ``runs`` (keys) of which
+    ``stored``; ``rows`` (configuration and method) of which ``ready`` have enough seeds."""
+
+    runs: int = 0
+    stored: int = 0
+    rows: int = 0
+    ready: int = 0
+
+    @property
+    def missing(self) -> int:
+        return self.runs - self.stored
+
+    @property
+    def enough(self) -> bool:
+        """Whether a stored-only build runs the notebook at this profile."""
+        return self.ready >= MIN_ROW_SHARE * self.rows
+
+    def text(self, profile: str) -> str:
+        """``"24 of 60 paper-profile runs stored; 6 of 12 rows with enough seeds"``."""
+        if not self.runs:
+            return "needs no runs"
+        return (
+            f"{self.stored} of {self.runs} {profile}-profile runs stored; {self.ready} of "
+            f"{self.rows} rows with enough seeds"
+        )
 
 
 @dataclass(frozen=True)
@@ -54,7 +108,7 @@ class NotebookRun:
     output: Path
     seconds: float
     profile: str
-    missing: int = 0  # runs missing at the requested profile (why it ran at ``profile``)
+    missing: int = 0  # runs not stored at the requested profile (why it ran at ``profile``)
 
 
 def source_notebooks(source_dir: Path | None = None) -> list[Path]:
@@ -82,7 +136,7 @@ def run_notebooks(
     fresh: bool = False,
     only: str | None = None,
     device: str | None = None,
-    fallback: str | None = None,
+    stored_only: bool = False,
     source_dir: Path | None = None,
     output_dir: Path | None = None,
     log: Callable[[str], None] = print,
@@ -92,10 +146,8 @@ def run_notebooks(
     from sgmcmc_paper.protocol.profiles import get_profile
 
     get_profile(profile)  # an unknown profile is a UserError naming the known ones
-    if fallback is not None:
-        get_profile(fallback)
-        if fresh:
-            raise UserError("a fallback profile needs stored results; drop it or drop --fresh")
+    if stored_only and fresh:
+        raise UserError("a stored-only build reads stored results; drop --fresh or train them")
     notebooks = select(source_notebooks(source_dir), only)
     if not notebooks:
         raise UserError(f"no notebooks in {source_dir or repo_root() / 'notebooks'}")
@@ -108,35 +160,90 @@ def run_notebooks(
     store = results_dir()
     with _fresh_store(store) if fresh else _nothing() as fresh_root:
         for index, source in enumerate(notebooks, 1):
-            used, missing = profile_for(source.stem, profile, fallback)
+            used, found = profile_for(source.stem, profile, stored_only)
             parameters = {"profile": used, **({"device": device} if device else {})}
-            seconds = _execute(source, output_dir, parameters, start_timeout)
+            untrained = stored_only and used != TRAINED_PROFILE
+            with _environment(STORED_ONLY_ENV, "1" if untrained else None):
+                seconds = _execute(source, output_dir, parameters, start_timeout)
+            missing = found[profile].missing if profile in found else 0
             done.append(NotebookRun(source.stem, output_dir / source.name, seconds, used, missing))
             log(
                 f"[{index}/{len(notebooks)}] {source.stem}: {used}"
-                f"{fallback_reason(profile, missing)}, {seconds:.1f} s"
+                f"{profile_reason(profile, used, found)}, {seconds:.1f} s"
             )
         if fresh_root is not None:
             merge_store(fresh_root, store)
     return done
 
 
-def profile_for(stem: str, profile: str, fallback: str | None) -> tuple[str, int]:
-    """The profile notebook ``stem`` runs at, and how many of its runs at ``profile`` the store
-    lacks (counted only with a ``fallback``; a notebook with no entry in
-    :data:`sgmcmc_paper.protocol.plan.NOTEBOOK_RUNS` cannot be checked and counts as lacking
-    one)."""
-    if fallback is None:
-        return profile, 0
-    from sgmcmc_paper.protocol.plan import NOTEBOOK_RUNS, missing_runs
+def coverage(stem: str, profile: str) -> Coverage | None:
+    """What the store holds of notebook ``stem``'s runs at ``profile`` (its plan's seeds:
+    :func:`sgmcmc_paper.protocol.plan.notebook_seeds`); ``None`` for a notebook with no run
+    plan (:data:`sgmcmc_paper.protocol.plan.NOTEBOOK_RUNS`). A stored run with a stale
+    evaluation counts as stored (its notebook reads it)."""
+    from sgmcmc_paper.analysis.tables import MIN_SEEDS
+    from sgmcmc_paper.engine.store import find_result
+    from sgmcmc_paper.protocol.plan import NOTEBOOK_RUNS, notebook_runs
 
-    missing = len(missing_runs(profile, stem)) if stem in NOTEBOOK_RUNS else 1
-    return (fallback if missing else profile), missing
+    if stem not in NOTEBOOK_RUNS:
+        return None
+    configs = notebook_runs(stem, profile)
+    held = {c.key(): find_result(c) is not None for c in configs.values()}
+    rows: dict[tuple[str, str], list[bool]] = {}
+    for (label, method, _), config in configs.items():
+        rows.setdefault((label, method), []).append(held[config.key()])
+    ready = sum(sum(seeds) >= min(MIN_SEEDS, len(seeds)) for seeds in rows.values())
+    return Coverage(len(held), sum(held.values()), len(rows), ready)
 
 
-def fallback_reason(profile: str, missing: int) -> str:
-    """`` (N <profile>-profile runs not stored)`` when runs are missing, else nothing."""
-    return f" ({missing} {profile}-profile runs not stored)" if missing else ""
+def profile_for(
+    stem: str, profile: str, stored_only: bool = False
+) -> tuple[str, dict[str, Coverage]]:
+    """The profile notebook ``stem`` runs at, and the coverage of every profile looked at on
+    the way (:data:`STORED_ONLY_RULE`; without ``stored_only``: ``profile``, nothing looked
+    at). A notebook with no run plan cannot be checked: it falls back to ci."""
+    if not stored_only or profile == TRAINED_PROFILE:
+        return profile, {}
+    order = PROFILE_ORDER[PROFILE_ORDER.index(profile) :] if profile in PROFILE_ORDER else ()
+    found: dict[str, Coverage] = {}
+    for name in order:
+        if name == TRAINED_PROFILE:
+            return name, found
+        held = coverage(stem, name)
+        if held is None:
+            continue
+        found[name] = held
+        if held.enough:
+            return name, found
+    return TRAINED_PROFILE, found
+
+
+def profile_reason(profile: str, used: str, found: dict[str, Coverage]) -> str:
+    """Why a notebook runs at ``used``: `` (stored only: 36 of 60 paper-profile runs stored;
+    12 of 12 rows with enough seeds)``, with the too-little of every larger profile first."""
+    if not found:
+        return "" if used == profile else " (no run plan to check the store against)"
+    parts = [found[name].text(name) for name in found]
+    if used == TRAINED_PROFILE:
+        parts.append("ci runs are trained")
+    return f" (stored only: {'; '.join(parts)})"
+
+
+@contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """``$name`` set to ``value`` (``None``: unset) for the block, then restored."""
+    previous = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def _execute(source: Path, output_dir: Path, parameters: dict, start_timeout: int) -> float:

@@ -26,22 +26,34 @@ from pathlib import Path
 from typing import Any
 
 PAPER_PROFILE = "paper"
+#: Set (to ``1``) by a stored-only book build (:mod:`sgmcmc_paper.book.notebooks`) for the
+#: notebooks' kernels: a :class:`Session` then trains nothing (``stored_only``).
+STORED_ONLY_ENV = "SGMCMC_STORED_ONLY"
 
 
 @dataclass
 class Session:
-    """A notebook's context. ``seeds=None`` means the profile's seeds. ``output_dir`` is the
-    results root (runs, hyper-parameter selections); when given it becomes this process's
+    """A notebook's context. ``seeds=None`` means the plan's seeds for ``notebook`` (a file
+    stem: :func:`sgmcmc_paper.protocol.plan.notebook_seeds`), else the profile's. ``output_dir``
+    is the results root (runs, hyper-parameter selections); when given it becomes this process's
     ``$SGMCMC_RESULTS``, so everything the notebook reads agrees; ``None`` keeps
-    ``$SGMCMC_RESULTS``, else ``results/``. The provenance (profile, hardware, versions,
-    store) is printed on creation unless ``quiet``; below the ``paper`` profile a notice says
-    the chapter is a preview, and every table it glues says its profile."""
+    ``$SGMCMC_RESULTS``, else ``results/``. The provenance (profile, hardware, versions, store)
+    is printed on creation unless ``quiet``; below the ``paper`` profile a notice says the
+    chapter is a preview, and every table it glues says its profile.
+
+    ``stored_only`` (default: ``$SGMCMC_STORED_ONLY`` is ``1``): :meth:`run` trains nothing; a
+    run the store lacks is a :class:`~sgmcmc_paper.engine.untrained.NotTrained`, whose fate
+    "not trained" travels into every table like a failed run's (book/methods.md, "Runs not
+    trained")."""
 
     profile_name: str
     device: str = "auto"
     seeds: tuple[int, ...] | list[int] | None = None
     output_dir: str | Path | None = None
     quiet: bool = False
+    stored_only: bool | None = None
+    notebook: str | None = None
+    not_trained: list[str] = field(default_factory=list, init=False)
     trained: list[tuple[str, float]] = field(default_factory=list, init=False)
     loaded: list[str] = field(default_factory=list, init=False)
     made_on: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
@@ -53,7 +65,13 @@ class Session:
         from sgmcmc_paper.protocol.profiles import get_profile
 
         self.profile = get_profile(self.profile_name)
+        if self.seeds is None and self.notebook is not None:
+            from sgmcmc_paper.protocol.plan import notebook_seeds
+
+            self.seeds = notebook_seeds(self.notebook, self.profile.name)
         self.seeds = tuple(self.profile.seeds if self.seeds is None else self.seeds)
+        if self.stored_only is None:
+            self.stored_only = os.environ.get(STORED_ONLY_ENV) == "1"
         if self.output_dir is not None:
             os.environ["SGMCMC_RESULTS"] = str(Path(self.output_dir).resolve())
         self.store = results_dir()
@@ -119,12 +137,24 @@ class Session:
 
     # ------------------------------------------------------------------ runs
     def run(self, config):
-        """The stored result of ``config`` (made on any device), else train, store, return it."""
+        """The stored result of ``config`` (made on any device), else train, store, return it;
+        with ``stored_only``, else a :class:`~sgmcmc_paper.engine.untrained.NotTrained`."""
         from sgmcmc_paper.engine.store import find_result, run_or_load
+        from sgmcmc_paper.engine.untrained import NotTrained
 
-        if find_result(config, self.store) is not None:
+        found = find_result(config, self.store)
+        if found is not None:
             self.loaded.append(config.key())
-            result = run_or_load(config, device=self.device, root=self.store)
+            # stored only: as it is (run_or_load would retrain a run that skipped a set
+            # installed here since)
+            result = (
+                found
+                if self.stored_only
+                else run_or_load(config, device=self.device, root=self.store)
+            )
+        elif self.stored_only:
+            self.not_trained.append(f"{_label(config)} seed {config.seed}")
+            return NotTrained(config)
         else:
             start = time.perf_counter()
             result = run_or_load(config, device=self.device, root=self.store)
@@ -225,6 +255,12 @@ class Session:
             line += (
                 f"; {', '.join(parts)}: tables count them only at epochs before their fate "
                 "(failed runs in tables, methods chapter)"
+            )
+        if self.not_trained:
+            line += (
+                f"; {len(self.not_trained)} not trained (a stored-only build: the store lacks "
+                f"them, `sgmcmc fill --profile {self.profile.name}` trains them; tables count "
+                "them nowhere)"
             )
         print(line)
         self.glue("provenance", line)

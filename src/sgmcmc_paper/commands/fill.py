@@ -301,6 +301,38 @@ def print_dry_run(profile: str, configs: list, device: str = "auto", verbose: bo
                 f"(from {loose.basis} stored runs): a hint, not an estimate"
             )
         print(line)
+    print_priority(profile, found.missing, model, devices)
+
+
+def print_priority(profile: str, missing: list, model, devices: list[str]) -> None:
+    """The order a fill trains ``missing`` in (the notebook that first needs each run, in
+    :data:`sgmcmc_paper.protocol.plan.FILL_PRIORITY` order), with each group's cost and the
+    running total per device (runs without a similar stored run counted as unknown)."""
+    from sgmcmc_paper.engine.fill import format_duration, priority_groups
+
+    print(
+        "in the order a fill trains them (protocol.plan.FILL_PRIORITY), with the running total "
+        "per device (each run's stored time as above, or that of runs differing only in "
+        "evaluation; k runs at a time take about 1/k):"
+    )
+    totals = dict.fromkeys(devices, 0.0)
+    for rank, (stem, group) in enumerate(priority_groups(profile, missing), 1):
+        costs = []
+        for name in devices:
+            times = [
+                s if (s := model.seconds(c, name)) is not None else model.seconds(c, name, True)
+                for c in group
+            ]
+            known = [t for t in times if t is not None]
+            if not known:
+                continue
+            totals[name] += sum(known)
+            unknown = f", {len(times) - len(known)} unknown" if len(known) < len(times) else ""
+            costs.append(
+                f"{format_duration(sum(known))}{unknown} on {name} "
+                f"(total {format_duration(totals[name])})"
+            )
+        print(f"  {rank}. {stem}: {len(group)} runs; {'; '.join(costs) or 'no estimate'}")
 
 
 def _fill(args: argparse.Namespace, configs: list, engine: str) -> int:

@@ -3,9 +3,11 @@
 Runs them in name order through papermill at a profile, one progress line per notebook with
 its wall time; the first failure stops with one line naming the notebook and cell (exit 2),
 and its partial output is kept in ``<out>.failed/`` beside the output folder.
-Stored results are reused unless ``--fresh`` (see :mod:`sgmcmc_paper.book.notebooks`). At ``paper``
-with no GPU, a notebook whose paper-profile runs are not all stored runs at ``quick`` instead (said
-on its line and in its provenance) unless ``--train-on-cpu``.
+Stored results are reused unless ``--fresh`` (see :mod:`sgmcmc_paper.book.notebooks`). At ``quick``
+and ``paper`` with no GPU the build is stored-only (unless ``--train-on-cpu``): it trains nothing,
+a run the store lacks is "not trained" in every table, and a notebook with too little stored at the
+profile runs at the next smaller one (:data:`sgmcmc_paper.book.notebooks.STORED_ONLY_RULE`; said on
+its line and in its provenance).
 """
 
 from __future__ import annotations
@@ -40,18 +42,20 @@ def register(subparsers) -> None:
     p.add_argument(
         "--train-on-cpu",
         action="store_true",
-        help="at the paper profile without a GPU, train missing runs (about 15 minutes each) "
-        "instead of running their notebooks at quick",
+        help="at the quick or paper profile without a GPU, train missing runs (paper: about "
+        "40 minutes each) instead of a stored-only build",
     )
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the profile each notebook would run at and the runs it lacks; run nothing",
+        help="print the profile each notebook would run at and what the store holds of its "
+        "runs; run nothing",
     )
     p.set_defaults(func=handle)
 
 
-CPU_FALLBACK = "quick"
+#: The profiles a book build on a CPU never trains (stored-only).
+STORED_ONLY_PROFILES = ("quick", "paper")
 
 
 def _no_gpu(device: str | None) -> bool:
@@ -60,12 +64,14 @@ def _no_gpu(device: str | None) -> bool:
     return device == "cpu" or not torch.cuda.is_available()
 
 
-def _print_plan(profile: str, fallback: str | None, only: str | None) -> None:
-    from sgmcmc_paper.book.notebooks import fallback_reason, profile_for, select, source_notebooks
+def _print_plan(profile: str, stored_only: bool, only: str | None) -> None:
+    from sgmcmc_paper.book.notebooks import profile_for, profile_reason, select, source_notebooks
 
+    if stored_only:
+        print(f"stored-only build at {profile}: nothing at quick or paper is trained", flush=True)
     for path in select(source_notebooks(), only):
-        used, missing = profile_for(path.stem, profile, fallback)
-        print(f"{path.stem}: {used}{fallback_reason(profile, missing)}", flush=True)
+        used, found = profile_for(path.stem, profile, stored_only)
+        print(f"{path.stem}: {used}{profile_reason(profile, used, found)}", flush=True)
 
 
 def handle(args) -> int:
@@ -74,17 +80,16 @@ def handle(args) -> int:
     from sgmcmc_paper.protocol.profiles import default_profile_name
 
     profile = args.profile or default_profile_name()
-    fallback = None
-    if profile == PAPER_PROFILE and not args.train_on_cpu and _no_gpu(args.device):
-        if args.fresh:  # ~60 runs of 20 epochs: minutes on a GPU, days on a CPU
-            raise UserError(
-                "retraining the paper profile needs a GPU (about 15 CPU-minutes per 20-epoch "
-                "run, ~60 runs); train it on a GPU (.ci/device/paper_profile.sh, "
-                "book/rerun.md), use PROFILE=quick, or pass --train-on-cpu"
-            )
-        fallback = CPU_FALLBACK
+    cpu = not args.train_on_cpu and _no_gpu(args.device)
+    if profile == PAPER_PROFILE and cpu and args.fresh:  # days of training on a CPU
+        raise UserError(
+            "retraining the paper profile needs a GPU (about 40 CPU-minutes per 20-epoch "
+            "run, ~200 runs); train it on a GPU (.ci/device/paper_profile.sh, "
+            "book/rerun.md), use PROFILE=quick, or pass --train-on-cpu"
+        )
+    stored_only = profile in STORED_ONLY_PROFILES and cpu and not args.fresh
     if args.dry_run:
-        _print_plan(profile, fallback, args.only)
+        _print_plan(profile, stored_only, args.only)
         return 0
     start = time.perf_counter()
     runs = run_notebooks(
@@ -92,7 +97,7 @@ def handle(args) -> int:
         fresh=args.fresh,
         only=args.only,
         device=args.device,
-        fallback=fallback,
+        stored_only=stored_only,
         output_dir=args.out,
         log=lambda line: print(line, flush=True),
     )
@@ -101,11 +106,11 @@ def handle(args) -> int:
     print(
         f"{len(runs)} notebook(s) at profile {'/'.join(sorted(used))} in {total:.1f} s", flush=True
     )
-    fell_back = [run.name for run in runs if run.profile != profile]
+    fell_back = [f"{run.name} ({run.profile})" for run in runs if run.profile != profile]
     if fell_back:
         print(
-            f"at {CPU_FALLBACK} because their {profile}-profile runs are not all stored and "
-            f"there is no GPU: {', '.join(fell_back)}",
+            f"at a smaller profile because the store holds too little of their {profile}-profile "
+            f"runs (a stored-only build trains nothing): {', '.join(fell_back)}",
             flush=True,
         )
     return 0

@@ -37,6 +37,9 @@ import numpy as np
 
 #: A run's fates, in this order everywhere.
 FATES = ("complete", "diverged", "collapsed")
+#: The status of a run a stored-only book build asked for and the store lacks
+#: (:class:`sgmcmc_paper.engine.untrained.NotTrained`): never stored, it travels like a fate.
+NOT_TRAINED = "not trained"
 #: Classes of each dataset a run may be trained on.
 NUM_CLASSES = {"mnist": 10}
 #: Test images of each dataset's evaluation split when a config takes them all.
@@ -49,7 +52,8 @@ LEARNED_FACTOR = 2.0
 
 @dataclass(frozen=True)
 class Fate:
-    """What became of a run: ``status`` (one of :data:`FATES`), ``epoch`` (where it diverged
+    """What became of a run: ``status`` (one of :data:`FATES`, or :data:`NOT_TRAINED` for a
+    run a stored-only book build lacks), ``epoch`` (where it diverged
     or first fell to chance; ``None`` for a complete run) and ``reason`` (one line, empty for a
     complete run)."""
 
@@ -58,8 +62,10 @@ class Fate:
     reason: str = ""
 
     def __post_init__(self) -> None:
-        if self.status not in FATES:
-            raise ValueError(f"fate status must be one of {FATES}, got {self.status!r}")
+        if self.status not in (*FATES, NOT_TRAINED):
+            raise ValueError(
+                f"fate status must be one of {(*FATES, NOT_TRAINED)}, got {self.status!r}"
+            )
 
     @property
     def ok(self) -> bool:

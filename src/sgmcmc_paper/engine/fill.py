@@ -106,16 +106,37 @@ def _released_configs(profile: str) -> list[RunConfig]:
     return sorted(unique, key=lambda c: (-(c.train_size or 10**9), c.seed))
 
 
+def priority_groups(
+    profile: str, missing: Sequence[RunConfig]
+) -> list[tuple[str, list[RunConfig]]]:
+    """``missing`` split by the notebook that first needs each run, notebooks in the fill's
+    priority order (:func:`sgmcmc_paper.protocol.plan.fill_order`): what a fill trains for
+    each chapter in turn. Runs no notebook needs (e.g. chosen by ``--keys``) come last, under
+    ``"other"``."""
+    from sgmcmc_paper.protocol.plan import fill_order, notebook_configs
+
+    left = {c.key(): c for c in missing}
+    groups = []
+    for stem in fill_order():
+        mine = [left.pop(c.key()) for c in notebook_configs(profile, stem) if c.key() in left]
+        if mine:
+            groups.append((stem, mine))
+    if left:
+        groups.append(("other", list(left.values())))
+    return groups
+
+
 def notebook_counts(
     profile: str, configs: Sequence[RunConfig], missing: Sequence[RunConfig]
 ) -> list[tuple[str, int, int]]:
-    """Per notebook (file stem): how many of ``configs`` it needs and how many are missing."""
-    from sgmcmc_paper.protocol.plan import NOTEBOOK_RUNS, notebook_configs
+    """Per notebook (file stem, in the fill's priority order): how many of ``configs`` it needs
+    and how many are missing."""
+    from sgmcmc_paper.protocol.plan import fill_order, notebook_configs
 
     chosen = {c.key() for c in configs}
     lacking = {c.key() for c in missing}
     rows = []
-    for stem in NOTEBOOK_RUNS:
+    for stem in fill_order():
         keys = {c.key() for c in notebook_configs(profile, stem)} & chosen
         rows.append((stem, len(keys), len(keys & lacking)))
     return rows

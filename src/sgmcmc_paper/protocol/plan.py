@@ -134,20 +134,58 @@ def _ksgld_scale(profile: str, seeds: Iterable[int]) -> Configs:
     return ksgld_scale_configs(profile, seeds)
 
 
-def notebook_runs(notebook: str, profile: str, seeds: Iterable[int]) -> Configs:
-    """The runs ``notebook`` (a file stem) trains or loads at ``profile`` with ``seeds``, as
-    :data:`NOTEBOOK_RUNS` declares them: what the notebook calls, and what the plan counts."""
+#: The notebooks behind Table 1, Fig. 1 and Fig. 4: their runs use the profile's
+#: ``main_seeds`` (5 at the paper profile), every other notebook its ``seeds``.
+MAIN_SEED_NOTEBOOKS = ("01_test_accuracy", "04_adversarial", "05_out_of_distribution")
+#: The order in which a fill trains the notebooks' runs (file stems, most needed first): (a)
+#: Table 1, Figs. 1 and 4 (and Fig. 2's chains, a subset of theirs); (b) KSGLD at scale (#28);
+#: (c) pSGLD as described and the full-MNIST searches (#29); (d) smallMNIST (Fig. 3); then the
+#: langevin chapters; (e) the alternatives (#30). A notebook not listed comes after these, in
+#: :data:`NOTEBOOK_RUNS` order: a new chapter slots in by adding its stem here.
+FILL_PRIORITY = (
+    "01_test_accuracy",
+    "04_adversarial",
+    "05_out_of_distribution",
+    "02_mixing",
+    "08_ksgld_at_scale",
+    "03_small_mnist",
+    "06_gradient_or_noise",
+    "07_noise_conventions",
+    "09_alternatives",
+)
+
+
+def notebook_seeds(notebook: str, profile: str) -> tuple[int, ...]:
+    """The seeds of ``notebook``'s runs at ``profile``: ``main_seeds`` for
+    :data:`MAIN_SEED_NOTEBOOKS`, else ``seeds``."""
+    prof = get_profile(profile)
+    return prof.main_seeds if notebook in MAIN_SEED_NOTEBOOKS else prof.seeds
+
+
+def fill_order() -> list[str]:
+    """Every notebook with a run plan, in :data:`FILL_PRIORITY` order (the others after)."""
+    return [s for s in FILL_PRIORITY if s in NOTEBOOK_RUNS] + [
+        s for s in NOTEBOOK_RUNS if s not in FILL_PRIORITY
+    ]
+
+
+def notebook_runs(notebook: str, profile: str, seeds: Iterable[int] | None = None) -> Configs:
+    """The runs ``notebook`` (a file stem) trains or loads at ``profile`` with ``seeds``
+    (``None``: :func:`notebook_seeds`), as :data:`NOTEBOOK_RUNS` declares them: what the
+    notebook calls, and what the plan counts."""
     if notebook not in NOTEBOOK_RUNS:
         raise KeyError(f"no run plan for notebook {notebook!r}; known: {sorted(NOTEBOOK_RUNS)}")
+    if seeds is None:
+        seeds = notebook_seeds(notebook, profile)
     return NOTEBOOK_RUNS[notebook](profile, tuple(seeds))
 
 
 def notebook_configs(profile: str, notebook: str | None = None) -> list[RunConfig]:
-    """The configs ``notebook`` (a file stem) needs at ``profile`` with its seeds; ``None``:
-    those of every notebook, each once, most needed first (Figs. 1, 2, 4, Table 1, then Fig. 3)."""
-    seeds = get_profile(profile).seeds
-    names = [notebook] if notebook is not None else list(NOTEBOOK_RUNS)
-    unique = {c.key(): c for name in names for c in notebook_runs(name, profile, seeds).values()}
+    """The configs ``notebook`` (a file stem) needs at ``profile`` with its seeds
+    (:func:`notebook_seeds`); ``None``: those of every notebook, each once, in
+    :func:`fill_order` (most needed first)."""
+    names = [notebook] if notebook is not None else fill_order()
+    unique = {c.key(): c for name in names for c in notebook_runs(name, profile).values()}
     return list(unique.values())
 
 

@@ -60,7 +60,9 @@ class Profile:
     ``train_size=None``: the whole training split. ``epochs``: the main run (Figs. 1, 2, 4 and
     Table 1); ``small_train_sizes``/``small_epochs``: Fig. 3's smallMNIST runs. ``seeds``: the
     independent repetitions. ``sweep_budget``: the grid search's compute, in multiples of the
-    SGD run's training time; ``sweep_epochs`` its runs' length. ``hparams``: whose selection
+    SGD run's training time; ``sweep_epochs`` its runs' length. ``main_seeds``: the seeds of
+    the runs behind Table 1, Figs. 1 and 4 (``None``: ``seeds``;
+    :func:`sgmcmc_paper.protocol.plan.notebook_seeds`). ``hparams``: whose selection
     (``results/hparams/<hparams>.json``) tuned runs use. ``langevin_epochs``: the length of the
     langevin-convention runs of notebooks 06 and 07 (``None``: ``epochs``).
     ``robustness_size``/``pgd_steps``/``robustness_eps``: the images, PGD steps and ε grid of
@@ -87,6 +89,7 @@ class Profile:
     hparams: str
     description: str
     langevin_epochs: int | None = None
+    main_seeds: tuple[int, ...] | None = None
     #: The alternatives (notebook 09, :mod:`sgmcmc_paper.protocol.alternatives`): draws of the
     #: K-FAC Laplace predictive, members of the deep ensemble, cycles of cyclical SG-MCMC
     #: where the sweep selected none.
@@ -96,6 +99,10 @@ class Profile:
     robustness_size: int = 0
     pgd_steps: int = 40
     robustness_eps: tuple[float, ...] = ROBUSTNESS_EPS
+
+    def __post_init__(self) -> None:
+        if self.main_seeds is None:
+            object.__setattr__(self, "main_seeds", self.seeds)
 
     def windows_for(self, epochs: int, num_train: int, batch_size: int) -> tuple[Window, ...]:
         """The profile's windows fitted to a run: a window ending after the run ends at its
@@ -250,6 +257,7 @@ PROFILES: dict[str, Profile] = {
             Window("table1", samples=50, every=20, end_epoch=20, sets=("test", "fgsm")),
         ),
         seeds=(0, 1, 2),
+        main_seeds=(0, 1, 2, 3, 4),
         sweep_budget=5.0,
         sweep_epochs=10,
         hparams="paper",
@@ -257,7 +265,8 @@ PROFILES: dict[str, Profile] = {
         pgd_steps=40,
         description="the paper's protocol: 60,000 training images, 20 epochs (the first 10 "
         "are the 10-epoch run), the full test set, 10,000 images per out-of-distribution set, "
-        "the paper's windows, 3 seeds, grid search with 5x the SGD training time",
+        "the paper's windows, 3 seeds (5 for Table 1, Figs. 1 and 4), grid search with 5x the "
+        "SGD training time",
     ),
 }
 
