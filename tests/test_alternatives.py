@@ -180,3 +180,58 @@ def test_pareto_front_keeps_the_undominated_means():
         {"SGD": 5.0, "Deep ensemble": 25.0, "SGLD": 20.0},
     )
     assert alt.pareto_front(frame, "nll") == ["SGD", "Deep ensemble"]
+
+
+class _Stored:
+    """The parts of a stored run that :func:`alt.summary` reads."""
+
+    def __init__(self, config, sweep=()):
+        self.config = config
+        self.status = "complete"
+        self.divergence = None
+        self.predictions = {}
+        self.metrics = {
+            "epochs": [
+                {"epoch": e, "single": {"accuracy": 0.9}, "averaged": {"accuracy": 0.9}}
+                for e in (1, 2)
+            ],
+            "windows": {
+                "table1": {
+                    "samples": 4,
+                    "sets": {"test": {"single": {"nll": 0.5}, "averaged": {"nll": 0.3}}},
+                    "robustness": {"sweep": list(sweep)},
+                },
+                "fig4": {"samples": 4, "sets": {}},
+            },
+        }
+        self.provenance = {
+            "device_name": "cpu",
+            "timing": {"train": 10.0, "epoch_eval": 2.0, "epoch_samples": 8},
+        }
+
+
+def test_summary_reads_compute_mode_and_pgd_per_row():
+    sweep = [
+        {"attack": "PGD-40", "threat": "per_sample", "mode": "single", "eps": 0.3, "accuracy": 0.1},
+        {
+            "attack": "PGD-40",
+            "threat": "predictive",
+            "mode": "averaged",
+            "eps": 0.3,
+            "accuracy": 0.2,
+        },
+        {"attack": "FGSM", "threat": "predictive", "mode": "averaged", "eps": 0.3, "accuracy": 0.9},
+    ]
+    config = tiny_config("sgd")
+    frame = alt.summary(
+        {
+            ("as described", "sgd", 0): _Stored(config, sweep),
+            ("as described", "fsgd", 0): _Stored(config, sweep),
+        }
+    ).set_index("row")
+    # one test pass costs 2 s / 8 samples; SGD predicts with 1 model, FSGD with the window's 4
+    assert frame.loc["SGD", "compute_s"] == pytest.approx(10.25)
+    assert frame.loc["FSGD", "compute_s"] == pytest.approx(11.0)
+    assert (frame.loc["SGD", "nll"], frame.loc["FSGD", "nll"]) == (0.5, 0.3)
+    assert (frame.loc["SGD", "PGD 0.3"], frame.loc["FSGD", "PGD 0.3"]) == (0.1, 0.2)
+    assert math.isnan(frame.loc["SGD", "PGD 0.1"])  # not evaluated
