@@ -23,7 +23,7 @@ training time (``provenance.timing.train``), their predictions as ``window_eval`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +33,9 @@ from sgmcmc.schedules import sampling_stage
 from sgmcmc_paper.protocol.config import RunConfig
 from sgmcmc_paper.protocol.paper import ALTERNATIVE_METHODS
 
-if TYPE_CHECKING:
-    from sgmcmc_paper.engine.experiment import _Run
+#: The engine's run in progress (``sgmcmc_paper.engine.experiment._Run``, not imported here:
+#: the engine imports this module).
+_Run = Any
 
 #: The Fisher and input-row budget of the Laplace fit (:class:`sgmcmc.KFACLaplace`).
 LAPLACE_FISHER, LAPLACE_MAX_ROWS = "sampled", 4096
