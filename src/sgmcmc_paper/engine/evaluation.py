@@ -1,7 +1,8 @@
 """Online evaluation of posterior samples: per-epoch curves and averaging windows.
 
 Nothing here stores weights beyond one window's samples for the ``"predictive"`` FGSM threat
-model (which needs them all at once; they are dropped when the window closes). Every sample is
+model and the robustness evaluation (:mod:`sgmcmc_paper.engine.robustness`), which need them
+all at once; they are dropped when the window closes. Every sample is
 evaluated as it is produced and folded into
 :class:`~sgmcmc_paper.analysis.metrics.PredictiveAverage` s.
 

@@ -57,10 +57,11 @@ LEVELS = 255
 @dataclass(frozen=True)
 class TransferImages:
     """PGD examples of an SGD run: ``images[ε]`` uint8 ``(n, 28, 28)``, of the evaluation
-    split's images ``index``, made by run ``source`` with attack ``attack`` (its label)."""
+    split's images ``index``, made by run ``source`` with ``attack`` (its
+    :class:`~sgmcmc_paper.analysis.attacks.AttackSpec`)."""
 
     source: str
-    attack: str
+    attack: AttackSpec
     index: np.ndarray
     images: dict[float, np.ndarray]
 
@@ -203,8 +204,8 @@ def _transfer_rows(
             correct = int((p.argmax(dim=1) == y).sum())
             rows.append(
                 {
-                    "attack": transfer.attack,
-                    "steps": int(transfer.attack.split("-")[1].split("×")[0]),
+                    "attack": transfer.attack.label,
+                    "steps": transfer.attack.steps,
                     "threat": "transfer",
                     "mode": mode,
                     "eps": float(eps),
@@ -253,11 +254,10 @@ def transfer_images(
         names = [k for k in result.predictions if k.startswith(prefix) and k != f"{prefix}index"]
         if not names or f"{prefix}index" not in result.predictions:
             continue
-        steps = result.config.pgd_steps
-        restarts = f"×{result.config.pgd_restarts}" if result.config.pgd_restarts > 1 else ""
+        stored = result.config
         return TransferImages(
             source=source.key(),
-            attack=f"PGD-{steps}{restarts}",
+            attack=AttackSpec("pgd", steps=stored.pgd_steps, restarts=stored.pgd_restarts),
             index=np.asarray(result.predictions[f"{prefix}index"]),
             images={float(k.removeprefix(prefix)): result.predictions[k] for k in names},
         )
