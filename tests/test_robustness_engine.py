@@ -16,7 +16,7 @@ from sgmcmc_paper.engine.rundata import load_run_data
 from sgmcmc_paper.engine.store import find_result, run_or_load
 from sgmcmc_paper.protocol import plan
 from sgmcmc_paper.protocol.config import EVALUATION_FIELDS, ConfigError, RunConfig
-from sgmcmc_paper.protocol.profiles import get_profile
+from sgmcmc_paper.protocol.profiles import as_released, get_profile
 
 ROBUST = {"robustness_size": 8, "pgd_steps": 3, "robustness_eps": (0.0, 0.1, 0.3, 1.0)}
 
@@ -31,6 +31,7 @@ def stored_pair(tmp_path, monkeypatch):
     monkeypatch.setattr(
         engine_robustness, "transfer_source", lambda c: source if c.key() == target.key() else None
     )
+    monkeypatch.setattr(engine_robustness, "is_transfer_source", lambda c: c.key() == source.key())
     assert find_result(source, tmp_path) is None
     result = run_or_load(target, device="cpu", progress=False, root=tmp_path)
     return find_result(source, tmp_path), result
@@ -53,6 +54,16 @@ def test_profiles_evaluate_robustness_on_the_main_training_set_only():
     assert ci.config("sgd", train_size=1_500).robustness_size == 0  # smallMNIST
 
 
+def test_each_seed_is_attacked_with_its_as_released_sgd_run():
+    sgd, sgld = as_released("sgd", "ci", seed=1), as_released("sgld", "ci", seed=1)
+    assert engine_robustness.is_transfer_source(sgd)
+    assert engine_robustness.transfer_source(sgd) is None  # never itself
+    assert not engine_robustness.is_transfer_source(sgld)
+    assert engine_robustness.transfer_source(sgld).key() == sgd.key()
+    assert engine_robustness.transfer_source(sgld.replace(attack_size=8)) is None  # other images
+    assert engine_robustness.transfer_source(sgld.replace(robustness_size=0)) is None
+
+
 def test_a_window_stores_pgd_the_sweep_transfer_and_saturation(stored_pair):
     source, result = stored_pair
     record = result.metrics["windows"]["table1"]["robustness"]
@@ -73,7 +84,7 @@ def test_a_window_stores_pgd_the_sweep_transfer_and_saturation(stored_pair):
     assert set(transfer.eps) == {0.1, 0.2, 0.3} and set(transfer["mode"]) == {"single", "averaged"}
     assert (transfer.threat == "transfer").all() and (transfer.attack == "PGD-3").all()
     assert [row["mode"] for row in record["saturation"]] == ["single", "per_sample", "predictive"]
-    assert "table1/transfer/0.3" not in result.predictions  # only SGD runs store examples
+    assert "table1/transfer/0.3" not in result.predictions  # only the source stores examples
 
 
 def test_sgd_stores_its_examples_on_the_pixel_grid_inside_the_ball(stored_pair):

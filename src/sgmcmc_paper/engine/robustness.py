@@ -21,7 +21,8 @@ samples (:mod:`sgmcmc_paper.analysis.robustness` computes every table; book/meth
   ``single``, ``per_sample``, ``predictive``);
 - ``seconds``: the wall time of all of it.
 
-SGD runs (``config.algorithm == "sgd"``) also store, in ``predictions.npz``,
+The as-released SGD run of each seed (:func:`is_transfer_source`) also stores, in
+``predictions.npz``,
 ``<window>/transfer/<ε>``: their PGD examples against their last sample (true labels,
 clipped) at each ε of ``transfer_eps``, as uint8 pixels: each perturbation is truncated toward
 zero onto the 8-bit pixel grid, so it stays inside the ε-ball, and ``<window>/transfer/index``,
@@ -93,7 +94,7 @@ class RobustnessPlan:
             eps=config.robustness_eps,
             fgsm_eps=config.fgsm_eps,
             transfer_eps=config.transfer_eps,
-            makes_transfer=config.algorithm == "sgd",
+            makes_transfer=is_transfer_source(config),
             seed=config.seed,
             transfer=transfer,
         )
@@ -236,6 +237,17 @@ def transfer_source(config: RunConfig) -> RunConfig | None:
     if not same or source.key() == config.key() or not source.robustness_size:
         return None
     return source
+
+
+def is_transfer_source(config: RunConfig) -> bool:
+    """Whether ``config`` is its profile's as-released SGD run of its seed, the run whose PGD
+    examples the other runs of the seed are attacked with (about 1.2 MB compressed per 1,000
+    images and three ε)."""
+    from sgmcmc_paper.protocol.profiles import PROFILES, as_released
+
+    if not config.robustness_size or config.profile not in PROFILES:
+        return False
+    return as_released("sgd", config.profile, seed=config.seed).key() == config.key()
 
 
 def transfer_images(
