@@ -51,9 +51,9 @@ def cyclical_fields(profile: str, method: str) -> dict[str, Any]:
 
 def spanning_windows(prof: Profile, probe: RunConfig) -> tuple[Window, ...]:
     """The profile's windows spread over the whole run: samples as far apart as leaves about
-    the profile's ``table1`` window's count in sampling stages (at least 3), ending at the
-    last step."""
-    target = max(3, max(w.samples or 1 for w in probe.windows))
+    the smallest window's count (``table1``'s: 50 at the paper profile; at least 3) in
+    sampling stages, ending at the last step."""
+    target = max(3, min(w.samples or 1 for w in probe.windows))
     total, cycles, exploration = probe.total_steps, probe.cycles, probe.cycle_exploration
     every = max(1, math.floor(total * (1 - exploration) / target))
     while every > 1 and _kept(total, every, cycles, exploration) < target:
