@@ -83,11 +83,12 @@ LAYER_COLUMNS = [
 ]
 
 
-def batches(generator: torch.Generator):
-    """Shuffled MNIST training batches of 512, epoch after epoch (pixels / 255)."""
+def batches(generator: torch.Generator, train_size: int = NUM_DATA):
+    """Shuffled batches of 512 of the first ``train_size`` MNIST training images, epoch after
+    epoch (pixels / 255)."""
     images, labels, _, _ = load_mnist()
-    x = torch.as_tensor(images).float().div_(255.0).unsqueeze(1)
-    y = torch.as_tensor(labels)
+    x = torch.as_tensor(images[:train_size]).float().div_(255.0).unsqueeze(1)
+    y = torch.as_tensor(labels[:train_size])
     while True:
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x) - BATCH + 1, BATCH):
@@ -95,11 +96,18 @@ def batches(generator: torch.Generator):
             yield x[index], y[index]
 
 
-def build(config: dict, temperature: float, seed: int, factor_init: str = "identity"):
+def build(
+    config: dict,
+    temperature: float,
+    seed: int,
+    factor_init: str = "identity",
+    num_data: int = NUM_DATA,
+    damping: float | None = None,
+):
     model = PaperCNN(init="tf", generator=torch.Generator().manual_seed(seed))
     kfac = KFAC(
         model,
-        damping=config["damping"],
+        damping=config["damping"] if damping is None else damping,
         damping_mode=config["damping_mode"],
         factor_init=factor_init,
         max_rows=4096,
@@ -110,7 +118,7 @@ def build(config: dict, temperature: float, seed: int, factor_init: str = "ident
         model.parameters(),
         lr=config["lr"],
         kfac=kfac,
-        num_data=NUM_DATA if langevin else None,
+        num_data=num_data if langevin else None,
         convention=config["convention"],
         precondition=config["precondition"],
         temperature=temperature,
@@ -119,7 +127,7 @@ def build(config: dict, temperature: float, seed: int, factor_init: str = "ident
 
     def loss(model, x, y):
         mean = F.cross_entropy(model(x), y)
-        return potential(mean, NUM_DATA, model.parameters(), PRIOR_STD) if langevin else mean
+        return potential(mean, num_data, model.parameters(), PRIOR_STD) if langevin else mean
 
     return model, kfac, sampler, loss
 
@@ -158,6 +166,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--train-size",
+        type=int,
+        default=NUM_DATA,
+        help="train on the first this many images (N of the potential): a reduced-scale run",
+    )
+    parser.add_argument("--damping", type=float, help="override the configuration's damping")
+    parser.add_argument(
         "--factor-init",
         choices=["identity", "first_batch"],
         default="identity",
@@ -172,10 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="CSV of the tidy frame (default: results/…)")
     args = parser.parse_args(argv)
     config = CONFIGS[args.config]
-    stem = f"ksgld_{args.config}_T{args.temperature:g}_{args.factor_init}"
+    stem = f"ksgld_{args.config}_T{args.temperature:g}_{args.factor_init}_n{args.train_size}"
+    if args.damping is not None:
+        stem += f"_d{args.damping:g}"
     out = args.out or Path("results/diagnosis") / f"{stem}.csv"
 
-    model, kfac, sampler, loss = build(config, args.temperature, args.seed, args.factor_init)
+    model, kfac, sampler, loss = build(
+        config, args.temperature, args.seed, args.factor_init, args.train_size, args.damping
+    )
     tracker = StabilityTracker(
         model,
         sampler,
@@ -190,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.factor_init!r}, {args.steps} steps, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads"
     )
-    data = batches(torch.Generator().manual_seed(args.seed + 3))
+    data = batches(torch.Generator().manual_seed(args.seed + 3), args.train_size)
     train_losses, start, diverged = [], time.perf_counter(), None
     measuring = 0.0
     for step in range(args.steps):

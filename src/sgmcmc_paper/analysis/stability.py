@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from torch import Tensor, nn
@@ -55,6 +56,8 @@ from sgmcmc.samplers.base import LangevinSampler
 #: A coordinate is unconstrained when its damped eigenvalue is below this many times the
 #: smallest one (the floor the data leave alone).
 UNCONSTRAINED = 2.0
+#: The tidy frame's columns (:meth:`StabilityTracker.frame`).
+COLUMNS = ["step", "layer", "quantity", "value"]
 #: ``loss(model, x, y)``: the scalar the sampler's gradient is taken of.
 Loss = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
@@ -263,7 +266,64 @@ class StabilityTracker:
     # ---------------------------------------------------------------------- output
     def frame(self) -> pd.DataFrame:
         """The measurements, one row per (step, layer, quantity)."""
-        return pd.DataFrame(self._rows, columns=["step", "layer", "quantity", "value"])
+        return pd.DataFrame(self._rows, columns=COLUMNS)
+
+    def records(self) -> dict[str, list]:
+        """The measurements as JSON-ready columns (:data:`COLUMNS`; a non-finite value is
+        ``None``): what a run stores as ``metrics["stability"]`` (:func:`stability_frame`)."""
+        columns: dict[str, list] = {name: [] for name in COLUMNS}
+        for row in self._rows:
+            for name, value in zip(COLUMNS, row, strict=True):
+                finite = not isinstance(value, float) or math.isfinite(value)
+                columns[name].append(value if finite else None)
+        return columns
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """``θ_0``, the measurements and each layer's bookkeeping (a resumed run continues
+        the same record)."""
+        return {
+            "start": dict(self._start),
+            "rows": [list(row) for row in self._rows],
+            "layers": [
+                {
+                    "refreshed_at": track.refreshed_at,
+                    "a0": track.a0,
+                    "g0": track.g0,
+                    "noise_variance": track.noise_variance,
+                    "unconstrained_variance": track.unconstrained_variance,
+                }
+                for track in self._layers
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the sampler's K-FAC restored first: the current
+        eigenbases are taken as the ones the saved bookkeeping refers to)."""
+        if len(state["layers"]) != len(self._layers):
+            raise ValueError(
+                f"state tracks {len(state['layers'])} K-FAC layers, this sampler has "
+                f"{len(self._layers)}"
+            )
+        for name, value in state["start"].items():
+            self._start[name].copy_(value)
+        self._rows = [tuple(row) for row in state["rows"]]
+        noise_power = step_scales(self.sampler)[0].noise_power
+        for track, saved in zip(self._layers, state["layers"], strict=True):
+            track.refreshed_at = int(saved["refreshed_at"])
+            track.a0, track.g0 = saved["a0"].to(track.a0), saved["g0"].to(track.g0)
+            track.noise_variance = float(saved["noise_variance"])
+            track.unconstrained_variance = float(saved["unconstrained_variance"])
+            track.eigen = track.layer.eigen
+            track.spectrum = self._spectrum(track.eigen, noise_power)
+
+
+def stability_frame(records: dict[str, list]) -> pd.DataFrame:
+    """A stored ``metrics["stability"]`` (:meth:`StabilityTracker.records`) as the tidy
+    frame :meth:`StabilityTracker.frame` gives (``None`` back to NaN)."""
+    frame = pd.DataFrame({name: records[name] for name in COLUMNS})
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+    return frame
 
 
 def _rotate(eigen: Eigenbasis, matrix: Tensor) -> Tensor:

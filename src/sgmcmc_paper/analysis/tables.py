@@ -868,9 +868,11 @@ def langevin_configs(
     with a Gaussian prior, ``θ ← θ − lr·P·∇U + sqrt(2·lr·T)·P^{1/2}·ξ``), built by
     :func:`~sgmcmc_paper.protocol.profiles.as_described` (tuned rates where the sweep selected
     some for this convention) with K-FAC damped exactly (``kfac_damping_mode="exact"``) by
-    the config's ``kfac_damping`` = 1e-3, not by the prior precision ``1/prior_std² = 1``:
-    ``P = (N·F̃ + 1e-3·I)⁻¹`` (book/methods.md, "What the runs use"; issue #28 changes it with
-    its reruns), ``langevin_epochs`` long where the profile sets it; ``overrides`` win."""
+    the prior precision, ``kfac_damping = 1/prior_std²``: ``P = (N·F̃ + αI)⁻¹``, the inverse
+    Hessian of ``U`` wherever the Fisher is Kronecker-factored (book/methods.md, "KSGLD at
+    scale"; the runs stored before it damped by 1e-3: chapter 08's "before" runs),
+    ``langevin_epochs`` long where the profile sets it; ``overrides`` win."""
+    from sgmcmc_paper.protocol.config import RunConfig
     from sgmcmc_paper.protocol.profiles import as_described, get_profile
 
     epochs = get_profile(profile).langevin_epochs
@@ -881,6 +883,9 @@ def langevin_configs(
             fields["epochs"] = epochs
         if method == "ksgld":
             fields["kfac_damping_mode"] = "exact"
+            prior_std = overrides.get("prior_std", RunConfig.prior_std)
+            if prior_std is not None:  # a flat prior has no precision: the config's default
+                fields["kfac_damping"] = 1.0 / prior_std**2
         fields.update(overrides)
         for seed in seeds:
             configs[(label, method, seed)] = as_described(method, profile, seed=seed, **fields)

@@ -238,6 +238,11 @@ class _Run:
             torch.Generator(device).manual_seed(kfac_seed),
         )
         self.batches = torch.Generator().manual_seed(batch_seed)
+        self.tracker = None
+        if c.stability_every:
+            from sgmcmc_paper.engine.stability import tracker_for
+
+            self.tracker = tracker_for(c, self.model, self.trainer.optimizer)
         plan = RobustnessPlan.from_config(c, transfer)
         self.windows = {w.name: WindowEvaluator(w, self.data, c.fgsm_eps, plan) for w in c.windows}
         steps = _window_steps(c.windows, c.steps_per_epoch)
@@ -342,6 +347,7 @@ class _Run:
                 for name, array in self.predictions.items()
             },
             "recorder": self.recorder.state_dict() if self.recorder is not None else None,
+            "tracker": self.tracker.state_dict() if self.tracker is not None else None,
             "timer": totals,
             "elapsed": time.perf_counter() - self.wall,
             "started": self.started,
@@ -369,6 +375,8 @@ class _Run:
         }
         if self.recorder is not None:
             self.recorder.load_state_dict(state["recorder"])
+        if self.tracker is not None:
+            self.tracker.load_state_dict(state["tracker"])
         totals = dict(state["timer"])
         for phase, seconds in self.timer.totals.items():  # this start's loading
             totals[phase] = totals.get(phase, 0.0) + seconds
@@ -398,6 +406,9 @@ class _Run:
                     raise
                 return single, {"step": step, "reason": str(exc).splitlines()[0]}
             self.losses[step - 1] = loss
+            if self.tracker is not None:
+                with self.timer("stability"):
+                    self.tracker.after_step(step, data.x_train[idx], data.y_train[idx])
             end_of_epoch = i == spe - 1
             is_sample = step % c.eval_every == 0 or end_of_epoch
             is_trace = self.recorder is not None and step % c.trace_every == 0
@@ -453,7 +464,9 @@ class _Run:
         if divergence is not None and missing:
             notes.append(f"windows not reached before divergence: {missing}")
         totals = dict(self.timer.totals)
-        evaluation = sum(totals.get(k, 0.0) for k in ("trace", "epoch_eval", "window_eval"))
+        evaluation = sum(
+            totals.get(k, 0.0) for k in ("trace", "epoch_eval", "window_eval", "stability")
+        )
         totals["train"] = totals.pop("loop") - evaluation
         timing = {k: round(v, 4) for k, v in totals.items()}
         timing["total_s"] = round(time.perf_counter() - self.wall, 4)
@@ -466,7 +479,12 @@ class _Run:
         return RunResult(
             config=self.config,
             status="diverged" if divergence else "complete",
-            metrics={"epochs": epochs, "windows": self.window_metrics, **self.posthoc_metrics},
+            metrics={
+                "epochs": epochs,
+                "windows": self.window_metrics,
+                **self.posthoc_metrics,
+                **({"stability": self.tracker.records()} if self.tracker is not None else {}),
+            },
             provenance=provenance(self.device, self.started, timing),
             predictions=self.predictions,
             trace_arrays=traces if traces is not None and len(traces["draw"]) else None,

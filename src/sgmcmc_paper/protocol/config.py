@@ -64,6 +64,7 @@ LATE_FIELDS: dict[str, tuple] = {
 #: notebooks read what it has, the fill retrains it to complete it.
 EVALUATION_FIELDS: frozenset[str] = frozenset(
     {"robustness_size", "pgd_steps", "pgd_restarts", "robustness_eps", "transfer_eps"}
+    | {"stability_every"}
 )
 #: The ε grid of the robustness sweep (book/methods.md, "Adversarial robustness"): the paper's
 #: 0.3 in steps of 0.05, then 0.5 and 1 (unbounded on [0, 1] pixels: the checklist's check that
@@ -209,6 +210,12 @@ class RunConfig:
     ``2.5·ε/pgd_steps``, ``pgd_restarts`` random starts), an ε sweep over ``robustness_eps``
     and the saturation statistics (:mod:`sgmcmc_paper.engine.robustness`); SGD runs store
     their PGD examples at ``transfer_eps`` for the other runs' transfer attacks.
+
+    Stability (an evaluation field: the tracker reads the run and changes none of its
+    training): ``stability_every > 0`` records a Langevin run's
+    :class:`~sgmcmc_paper.analysis.stability.StabilityTracker` every this many steps into
+    ``metrics["stability"]`` (``λmax`` of the drift's ``c·P^a·H``, K-FAC spectra and staleness,
+    the weights' spread against the noise's random walk); ``0``: none (SGD runs: always 0).
     """
 
     method: str
@@ -255,6 +262,7 @@ class RunConfig:
     pgd_restarts: int = 1
     robustness_eps: tuple[float, ...] = ROBUSTNESS_EPS
     transfer_eps: tuple[float, ...] = TRANSFER_EPS
+    stability_every: int = 0
     windows: tuple[Window, ...] = ()
     seed: int = 0
     #: The store folder (``results/<profile>/``); a label, not part of the key.
@@ -292,6 +300,7 @@ class RunConfig:
             raise ConfigError(f"fgsm_eps must be positive numbers, got {self.fgsm_eps!r}")
         set_(self, "fgsm_eps", tuple(float(e) for e in eps))
         _check_int("robustness_size", self.robustness_size, 0)
+        _check_int("stability_every", self.stability_every, 0)
         _check_int("pgd_steps", self.pgd_steps, 1)
         _check_int("pgd_restarts", self.pgd_restarts, 1)
         for name in ("robustness_eps", "transfer_eps"):
@@ -323,6 +332,7 @@ class RunConfig:
         else:
             set_(self, "precondition", None)
             set_(self, "temperature", 0.0)
+            set_(self, "stability_every", 0)  # no sampler to track
         if self.lr is None:
             set_(self, "lr", default_lr(self.method, self.convention, self.precondition,
                                         self.num_train))  # fmt: skip

@@ -1,0 +1,276 @@
+"""KSGLD at the paper's scale (chapter 08, book/methods.md "KSGLD at scale"): the runs that
+collapse and diverge, the diagnosis runs, the fixed configurations, and the numbers the
+chapter plots.
+
+Runs (:func:`ksgld_scale_configs`, keys ``(label, method, seed)``):
+
+- *before*: KSGLD as described (paper convention, damping ``δ = 10⁻³`` split between the
+  factors) and eq. 1 (langevin convention, ``P = (N·F̃ + 10⁻³·I)⁻¹``) at ``T = 1`` and cold:
+  the stored runs that collapse and diverge, at their stored keys;
+- *after*: as described with :func:`described_damping` (``δ = 1``: every eigenvalue of ``P``
+  is at most 1, so no direction gets more noise than SGLD's) and eq. 1 damped by the prior
+  precision ``1/σ²``, on :func:`after_seeds`; SGLD as described beside them;
+- *diagnosis*: one seed (:data:`DIAGNOSIS_SEED`, a key of its own, so no other chapter's run
+  is re-evaluated) with the stability tracker (``stability_every``): as described at each
+  damping of :data:`COLLAPSE_DAMPINGS`, and eq. 1 cold at each of :data:`DIVERGENCE_DAMPINGS`.
+
+The random-walk prediction (:func:`noise_floor`): in the paper convention a step adds
+``lr²·P·ξ``; along a direction no data constrain, ``P``'s eigenvalue is ``1/d`` with ``d`` the
+floor of the damped factors, which falls as the factors' initial identity fades
+(``ema_decay^u`` after ``u`` factor updates) and settles at ``δ``; with no restoring drift the
+spread there grows as ``sqrt(Σ_t lr⁴/d_t²)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sgmcmc_paper.protocol.config import RunConfig
+
+#: The seed of the tracked diagnosis runs (its own keys: no other chapter asks for it).
+DIAGNOSIS_SEED = 100
+#: Dampings of the tracked "as described" runs (the collapse against δ).
+COLLAPSE_DAMPINGS = (1e-3, 1e-2, 1e-1, 1.0)
+#: Dampings of the tracked eq. 1 runs: the stored runs' and the prior precision (σ = 1).
+DIVERGENCE_DAMPINGS = (1e-3, 1.0)
+#: The damping of "as described" after the fix, unless the sweep selected one: ``P ≤ I``.
+DESCRIBED_DAMPING = 1.0
+#: The damping the stored runs used (tf.contrib.kfac's, the released code's).
+RELEASED_DAMPING = 1e-3
+#: Seeds of the "after" runs at the paper profile (the issue's acceptance: 5 seeds).
+PAPER_AFTER_SEEDS = 5
+#: Measurements per epoch of a tracked run.
+MEASUREMENTS_PER_EPOCH = 6
+
+#: How a trained run ended (:attr:`RunResult.status`); anything else was not trained.
+TRAINED = ("complete", "diverged")
+
+Configs = dict[tuple[str, str, int], RunConfig]
+
+
+def described_damping(profile: str) -> float:
+    """The sweep's selected ``kfac_damping`` for KSGLD as described, else
+    :data:`DESCRIBED_DAMPING`."""
+    from sgmcmc_paper.protocol.hparams import tuned_overrides
+    from sgmcmc_paper.protocol.profiles import get_profile
+
+    prof = get_profile(profile)
+    selected = tuned_overrides(prof.hparams, "ksgld", "paper", prof.train_size) or {}
+    return float(selected.get("kfac_damping", DESCRIBED_DAMPING))
+
+
+def after_seeds(profile: str, seeds: Iterable[int]) -> tuple[int, ...]:
+    """The seeds of the "after" runs: at the paper profile the first :data:`PAPER_AFTER_SEEDS`
+    (and ``seeds``), elsewhere ``seeds``."""
+    seeds = tuple(seeds)
+    if profile != "paper":
+        return seeds
+    return tuple(sorted(set(seeds) | set(range(PAPER_AFTER_SEEDS))))
+
+
+def stability_every(profile: str) -> int:
+    """Steps between two tracker measurements: :data:`MEASUREMENTS_PER_EPOCH` an epoch at
+    the paper profile, one an epoch below it (a CPU preview)."""
+    from sgmcmc_paper.protocol.profiles import get_profile
+
+    spe = get_profile(profile).config("ksgld").steps_per_epoch
+    return max(1, spe // MEASUREMENTS_PER_EPOCH) if profile == "paper" else spe
+
+
+def diagnosis_dampings(profile: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The dampings of the tracked runs, (as described, eq. 1): :data:`COLLAPSE_DAMPINGS` and
+    :data:`DIVERGENCE_DAMPINGS` at the paper profile; below it (a CPU preview) the released
+    and the fixed damping of "as described" only, since each eq. 1 measurement rotates
+    through K-FAC's eigenbases (about a TFLOP on the paper CNN: milliseconds on a GPU,
+    minutes on two CPU cores)."""
+    if profile == "paper":
+        return COLLAPSE_DAMPINGS, DIVERGENCE_DAMPINGS
+    return (RELEASED_DAMPING, DESCRIBED_DAMPING), ()
+
+
+def ksgld_scale_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Chapter 08's runs (module docstring)."""
+    from sgmcmc_paper.analysis.tables import langevin_configs, reproduction_configs
+    from sgmcmc_paper.protocol.plan import cold_temperatures
+
+    seeds, after = tuple(seeds), after_seeds(profile, seeds)
+    cold = cold_temperatures(profile)["ksgld"]
+    described = ["as described"]
+    configs: Configs = {}
+
+    def relabel(found: Configs, label: str) -> Configs:
+        return {(label, method, seed): c for (_, method, seed), c in found.items()}
+
+    configs |= relabel(
+        reproduction_configs(profile, seeds, ["ksgld"], described), "before: as described"
+    )
+    for name, temperature in (("T=1", 1.0), ("cold", cold)):
+        configs |= langevin_configs(
+            profile,
+            seeds,
+            ["ksgld"],
+            f"before: eq. 1 {name}",
+            kfac_damping=RELEASED_DAMPING,
+            temperature=temperature,
+        )
+    damping = described_damping(profile)
+    configs |= relabel(
+        reproduction_configs(profile, after, ["ksgld"], described, kfac_damping=damping),
+        "after: as described",
+    )
+    configs |= relabel(reproduction_configs(profile, after, ["sgld"], described), "as described")
+    configs |= langevin_configs(profile, after, ["ksgld"], "after: eq. 1 T=1", temperature=1.0)
+    configs |= langevin_configs(profile, seeds, ["ksgld"], "after: eq. 1 cold", temperature=cold)
+    every = stability_every(profile)
+    collapse, divergence = diagnosis_dampings(profile)
+    for delta in collapse:
+        configs |= relabel(
+            reproduction_configs(
+                profile,
+                [DIAGNOSIS_SEED],
+                ["ksgld"],
+                described,
+                kfac_damping=delta,
+                stability_every=every,
+            ),
+            f"diagnosis: as described δ={delta:g}",
+        )
+    for delta in divergence:
+        configs |= langevin_configs(
+            profile,
+            [DIAGNOSIS_SEED],
+            ["ksgld"],
+            f"diagnosis: eq. 1 cold δ={delta:g}",
+            kfac_damping=delta,
+            temperature=cold,
+            stability_every=every,
+        )
+    return configs
+
+
+def load_stored(session: Any, configs: Configs, train: bool) -> dict:
+    """``{key: result}`` through ``session.run`` when ``train`` or when the session trains
+    nothing anyway (``stored_only``: a run the store lacks comes back "not trained");
+    otherwise only the runs the store holds (the rest are left out)."""
+    from sgmcmc_paper.engine.store import find_result
+
+    through_session = train or bool(getattr(session, "stored_only", False))
+    return {
+        key: session.run(config)
+        for key, config in configs.items()
+        if through_session or find_result(config, session.store) is not None
+    }
+
+
+def not_trained(configs: Configs, results: dict) -> pd.DataFrame:
+    """The runs of ``configs`` the store lacks (missing from ``results``, or there as "not
+    trained"): label, seed, key and the command that trains them."""
+    rows = [
+        {
+            "run": key[0],
+            "seed": key[2],
+            "key": config.key(),
+            "train with": f"sgmcmc fill --profile {config.profile}",
+        }
+        for key, config in configs.items()
+        if key not in results or results[key].status not in TRAINED
+    ]
+    return pd.DataFrame(rows, columns=["run", "seed", "key", "train with"])
+
+
+def accuracy_curves(results: dict) -> pd.DataFrame:
+    """Per run and epoch, the averaged predictive's test accuracy (label, seed, epoch,
+    accuracy, fate)."""
+    from sgmcmc_paper.analysis.tables import run_fate
+
+    rows = []
+    for (label, _, seed), result in results.items():
+        fate = run_fate(result)
+        for record in result.metrics["epochs"]:
+            rows.append(
+                {
+                    "run": label,
+                    "seed": seed,
+                    "epoch": record["epoch"],
+                    "accuracy": record["averaged"]["accuracy"],
+                    "fate": fate.status,
+                }
+            )
+    return pd.DataFrame(rows, columns=["run", "seed", "epoch", "accuracy", "fate"])
+
+
+def fates(results: dict) -> pd.DataFrame:
+    """One row per run: label, seed, fate, the epoch it failed at, final accuracy (NaN when
+    it did not complete)."""
+    from sgmcmc_paper.analysis.tables import run_fate
+
+    rows = []
+    for (label, _, seed), result in results.items():
+        fate = run_fate(result)
+        epochs = result.metrics["epochs"]
+        final = epochs[-1]["averaged"]["accuracy"] if epochs else math.nan
+        complete = fate.status == "complete" and len(epochs) == result.config.epochs
+        rows.append(
+            {
+                "run": label,
+                "seed": seed,
+                "fate": fate.status,
+                "fate epoch": fate.epoch,
+                "final accuracy": final if complete else math.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=["run", "seed", "fate", "fate epoch", "final accuracy"])
+
+
+def stability(results: dict) -> pd.DataFrame:
+    """The tracked runs' records (:func:`~sgmcmc_paper.analysis.stability.stability_frame`)
+    with the run's label and damping, and ``epoch`` (fractional: steps / steps per epoch)."""
+    from sgmcmc_paper.analysis.stability import COLUMNS, stability_frame
+
+    frames = []
+    for (label, _, _), result in results.items():
+        records = result.metrics.get("stability")
+        if not records:
+            continue
+        frame = stability_frame(records)
+        frame["run"] = label
+        frame["damping"] = result.config.kfac_damping
+        frame["epoch"] = frame["step"] / result.config.steps_per_epoch
+        frames.append(frame)
+    columns = ["run", "damping", "epoch", *COLUMNS]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def noise_floor(config: RunConfig, steps: int | None = None, pi: float = 1.0) -> pd.DataFrame:
+    """The paper convention's noise along a direction no data constrain, step by step
+    (module docstring): ``floor`` ``d_t`` (the identity part of the factors,
+    ``ema_decay^u`` after ``u`` updates, plus the damping as ``config`` applies it, with the
+    trace ratio ``π``), the per-step standard deviation ``lr²·sqrt(T)/d_t`` and the random
+    walk's accumulated ``spread``; ``epoch`` fractional."""
+    if config.convention != "paper" or config.method != "ksgld":
+        raise ValueError("noise_floor is the paper convention's KSGLD noise (noise lr²·P·ξ)")
+    steps = config.total_steps if steps is None else steps
+    t = np.arange(1, steps + 1)
+    updates = (t - 1) // config.kfac_factor_every + 1
+    identity = config.kfac_ema_decay ** updates.astype(float)
+    delta = config.kfac_damping
+    if config.kfac_damping_mode == "factored":
+        gamma = math.sqrt(delta)
+        floor = (identity + gamma / pi) * (identity + gamma * pi)
+    else:
+        floor = identity**2 + delta
+    noise = config.lr**2 * math.sqrt(config.temperature) / floor
+    return pd.DataFrame(
+        {
+            "step": t,
+            "epoch": t / config.steps_per_epoch,
+            "floor": floor,
+            "noise": noise,
+            "spread": np.sqrt(np.cumsum(noise**2)),
+        }
+    )
