@@ -38,3 +38,11 @@ def test_a_selected_rate_separates_the_configurations(tmp_path):
 def test_one_configuration_only_is_left_out():
     configs = tables.reproduction_configs("ci", (0,), configurations=["as released"])
     assert tables.shared_runs(configs) == {}
+
+
+def test_the_chapters_line_names_both_groups():
+    configs = tables.reproduction_configs("paper", (0,))
+    assert tables.shared_runs_note(configs) == (
+        "'as released' and 'as described' are the same runs for: SGD, FSGD, SGLD; "
+        "different runs for: pSGLD, KSGLD"
+    )

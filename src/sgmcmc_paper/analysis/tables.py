@@ -731,6 +731,22 @@ def shared_runs(runs: Mapping[RunKey, Any]) -> dict[str, str]:
     return shared
 
 
+def shared_runs_note(runs: Mapping[RunKey, Any]) -> str:
+    """One line for a chapter: the methods whose two configurations are the same runs
+    (:func:`shared_runs`), so that their identical rows are not read as agreement."""
+    from sgmcmc_paper.protocol.paper import METHOD_LABELS
+
+    shared = shared_runs(runs)
+    same = [METHOD_LABELS.get(m, m) for m, s in shared.items() if s == SAME_RUNS]
+    differ = [METHOD_LABELS.get(m, m) for m, s in shared.items() if s != SAME_RUNS]
+    if not shared:
+        return "one configuration only"
+    return (
+        f"'as released' and 'as described' are the same runs for: {', '.join(same) or 'none'}; "
+        f"different runs for: {', '.join(differ) or 'none'}"
+    )
+
+
 def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table1"):
     """Table 1 with the paper's numbers beside ours, in percent: one row per method and
     reading (FSGD both as a single model and averaged, as the code's output has it).
