@@ -230,9 +230,11 @@ def print_dry_run(profile: str, configs: list, device: str = "auto", verbose: bo
     found = survey(configs)
     store = results_dir() / profile
     print(f"profile {profile}, store {store}: {len(configs)} runs selected")
+    stale = {stem: n for stem, _, n in notebook_counts(profile, configs, found.stale)}
     for stem, needed, missing in notebook_counts(profile, configs, found.missing):
         state = f"{needed - missing} stored, {missing} missing" if needed else "no runs"
-        print(f"  {stem:<26} {state}")
+        old = stale.get(stem, 0)
+        print(f"  {stem:<26} {state}" + (f" ({old} of them stale evaluation)" if old else ""))
     for line in found.damaged:
         print(f"damaged (moved aside, counted as missing): {line}")
     model = CostModel.from_store(profile)
