@@ -132,3 +132,20 @@ def test_noise_floor_is_for_the_paper_convention():
     config = tiny_config("ksgld", convention="langevin")
     with pytest.raises(ValueError, match="paper convention"):
         ksgld_scale.noise_floor(config)
+
+
+def test_described_variance_ratio_is_the_discrete_lyapunov_law():
+    """Against the stationary covariance of the AR(1) chain of the paper convention's step on a
+    diagonal Gaussian target (tests/_targets.stationary_moments), for both dampings."""
+    from _targets import stationary_moments
+
+    lr, n, curvatures = 0.02, 60_000, np.array([1e-4, 1e-2, 1.0, 10.0])
+    for delta in (1e-3, 1.0):
+        transition = np.diag(1 - lr * curvatures / 2)
+        noise = np.diag((lr**2 / (curvatures + delta)) ** 2)
+        _, covariance = stationary_moments(transition, np.zeros(4), noise)
+        ratio = ksgld_scale.described_variance_ratio(curvatures, lr, delta, n)
+        np.testing.assert_allclose(ratio, np.diag(covariance) * n * curvatures, rtol=1e-6)
+    # h ≪ δ: N·lr³/δ², about 4.8e5 at the released damping and 0.48 at δ = 1
+    assert ksgld_scale.described_variance_ratio(1e-8, lr, 1e-3, n) == pytest.approx(4.8e5, 1e-3)
+    assert ksgld_scale.described_variance_ratio(1e-8, lr, 1.0, n) == pytest.approx(0.48, 1e-3)

@@ -274,3 +274,45 @@ def noise_floor(config: RunConfig, steps: int | None = None, pi: float = 1.0) ->
             "spread": np.sqrt(np.cumsum(noise**2)),
         }
     )
+
+
+def tracker_overhead(results: dict) -> pd.DataFrame:
+    """Per tracked run: its training and tracking time (``provenance.timing``'s ``train``
+    and ``stability`` phases, seconds), their ratio and where it ran."""
+    rows = []
+    for (label, _, seed), result in results.items():
+        timing = (result.provenance or {}).get("timing", {})
+        if not result.config.stability_every or "stability" not in timing:
+            continue
+        train, tracking = timing.get("train", math.nan), timing["stability"]
+        rows.append(
+            {
+                "run": label,
+                "seed": seed,
+                "every (steps)": result.config.stability_every,
+                "train (s)": train,
+                "tracking (s)": tracking,
+                "tracking / train": tracking / train if train else math.nan,
+                "device": (result.provenance or {}).get("device_name", ""),
+            }
+        )
+    columns = ["run", "seed", "every (steps)", "train (s)", "tracking (s)", "tracking / train"]
+    return pd.DataFrame(rows, columns=[*columns, "device"])
+
+
+def described_variance_ratio(
+    curvature: float | np.ndarray,
+    lr: float,
+    damping: float,
+    num_data: int,
+    temperature: float = 1.0,
+) -> float | np.ndarray:
+    """What KSGLD as described samples on a Gaussian target, against the posterior: along an
+    eigen-direction of the mean loss's Hessian with curvature ``h`` and ``P``'s eigenvalue
+    ``1/(h + δ)`` (K-FAC exact, ``P`` frozen), the chain ``θ ← (1 − lr·h/2)·θ +
+    lr²·sqrt(T)/(h + δ)·ξ`` has stationary variance ``T·lr⁴/((h + δ)²·(1 − (1 − lr·h/2)²))``;
+    returned divided by the posterior's ``1/(N·h)`` (≈ ``N·lr³/(h + δ)²`` for ``lr·h ≪ 1``)."""
+    h = np.asarray(curvature, dtype=float)
+    contraction = 1.0 - (1.0 - lr * h / 2.0) ** 2
+    variance = temperature * lr**4 / ((h + damping) ** 2 * contraction)
+    return variance * num_data * h
