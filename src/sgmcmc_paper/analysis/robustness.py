@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sgmcmc_paper.analysis import tables
 from sgmcmc_paper.analysis.attacks import (
     FGSM,
     PER_SAMPLE_THREAT_MODELS,
@@ -423,48 +424,6 @@ def checklists(
 
 
 # ---------------------------------------------------------------------- from stored runs
-#: The parts of a window's ``robustness`` record (:mod:`sgmcmc_paper.engine.robustness`).
-PARTS = ("sweep", "transfer", "saturation")
-#: Modes of the saturation table read for a method's checklist, by reading (SGD: its model).
-SATURATION_MODES = {"single": ("single",), "averaged": ("per_sample", "predictive")}
-
-
-def stored_table(
-    results, part: str, window: str = "table1", mode: str | None = None
-) -> pd.DataFrame:
-    """One part (:data:`PARTS`) of every run's stored robustness record, long, with the run's
-    ``configuration, method, seed, fate, fate_epoch, counted`` (``tables``'
-    :data:`~sgmcmc_paper.analysis.tables.FAILED_RUN_RULE` at the window's last epoch) and
-    ``reading``, whether the row is the method's reading: ``mode`` (``"single"``: the window's
-    last sample; ``"averaged"``: the averaged predictive) or, when ``None``, the paper's (SGD
-    its single model, the others the averaged predictive). A run evaluated without robustness
-    (stored before it existed, or ``robustness_size = 0``) has no rows: :func:`evaluated`
-    lists them."""
-    from sgmcmc_paper.analysis import tables
-
-    if part not in PARTS:
-        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
-
-    def records(method, result):
-        record = result.metrics["windows"].get(window, {}).get("robustness", {})
-        for row in record.get(part, []):
-            mode_ = mode or tables.paper_mode(method)
-            if part == "saturation":
-                reading = row["mode"] in SATURATION_MODES[mode_]
-            else:
-                reading = row["mode"] == mode_
-            yield {**row, "reading": reading}
-
-    def end(record, result):
-        try:
-            return result.config.window(window).end_epoch
-        except KeyError:
-            return None
-
-    frame = tables._rows(results, records, end)
-    return frame if len(frame) else pd.DataFrame(columns=["configuration", "method", "seed"])
-
-
 def evaluated(results, window: str = "table1") -> pd.DataFrame:
     """Per run: whether its window holds the robustness record, and its transfer source."""
     rows = []
@@ -571,14 +530,15 @@ def strongest_white_box(sweep: pd.DataFrame, eps: float) -> pd.DataFrame:
 def reading_tables(
     results, window: str = "table1", modes: Sequence[str | None] = (None,)
 ) -> dict[str, pd.DataFrame]:
-    """:func:`stored_table` of every part (:data:`PARTS`) with only the rows of the reading;
+    """``tables.robustness_table`` of every part (``tables.ROBUSTNESS_PARTS``) with only the
+    rows of the reading;
     with several ``modes`` (e.g. ``("single", "averaged")``) each reading's rows, the mode
     appended to ``configuration`` (``"eq. 1, single"``), so a checklist is made per reading."""
     out = {}
-    for part in PARTS:
+    for part in tables.ROBUSTNESS_PARTS:
         frames = []
         for mode in modes:
-            frame = stored_table(results, part, window, mode)
+            frame = tables.robustness_table(results, part, window, mode)
             if frame.empty:
                 continue
             frame = frame[frame["reading"].astype(bool)]

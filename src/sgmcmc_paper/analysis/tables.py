@@ -807,10 +807,8 @@ NOT_EVALUATED = "not evaluated"
 
 
 def _pgd_rows(results: Mapping[RunKey, Any], eps: float, window: str):
-    """The PGD rows of Table 1's :data:`PGD_COLUMN` (``robustness.stored_table``'s sweep)."""
-    from sgmcmc_paper.analysis.robustness import stored_table
-
-    sweep = stored_table(results, "sweep", window)
+    """The PGD rows of Table 1's :data:`PGD_COLUMN` (:func:`robustness_table`'s sweep)."""
+    sweep = robustness_table(results, "sweep", window)
     if sweep.empty:
         return sweep
     keep = (
@@ -819,6 +817,39 @@ def _pgd_rows(results: Mapping[RunKey, Any], eps: float, window: str):
         & np.isclose(sweep.eps.astype(float), eps)
     )
     return sweep[keep]
+
+
+#: The parts of a window's ``robustness`` record (:mod:`sgmcmc_paper.engine.robustness`).
+ROBUSTNESS_PARTS = ("sweep", "transfer", "saturation")
+#: Modes of the saturation table read for a method's checklist, by reading (SGD: its model).
+_SATURATION_READING = {"single": ("single",), "averaged": ("per_sample", "predictive")}
+
+
+def robustness_table(results, part: str, window: str = "table1", mode: str | None = None):
+    """One part (:data:`ROBUSTNESS_PARTS`) of every run's stored robustness record, long, with
+    the run's ``configuration, method, seed, fate, fate_epoch, counted`` (:data:`FAILED_RUN_RULE`
+    at the window's last epoch) and ``reading``, whether the row is the method's reading:
+    ``mode`` (``"single"``: the window's last sample; ``"averaged"``: the averaged predictive)
+    or, when ``None``, the paper's (SGD its single model, the others the averaged predictive).
+    A run evaluated without robustness (stored before it existed, or ``robustness_size = 0``)
+    has no rows (``robustness.evaluated`` lists them)."""
+    import pandas as pd
+
+    if part not in ROBUSTNESS_PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of {ROBUSTNESS_PARTS}")
+
+    def records(method, result):
+        record = result.metrics["windows"].get(window, {}).get("robustness", {})
+        for row in record.get(part, []):
+            mode_ = mode or paper_mode(method)
+            if part == "saturation":
+                reading = row["mode"] in _SATURATION_READING[mode_]
+            else:
+                reading = row["mode"] == mode_
+            yield {**row, "reading": reading}
+
+    frame = _rows(results, records, lambda record, result: _window_end(result, window))
+    return frame if len(frame) else pd.DataFrame(columns=["configuration", "method", "seed"])
 
 
 def _select(frame, **equal):
