@@ -154,3 +154,20 @@ def test_matches_laplace_torch_kron_laplace():
         rtol=1e-6,
         atol=1e-8,
     )
+
+
+def test_a_subset_of_layers_has_that_layer_s_block_and_leaves_the_others():
+    """``layers=[last]``: the covariance is the last layer's dense block, the marginal
+    likelihood counts only its parameters, and the first layer is not a coordinate."""
+    model, x, y = _problem(5)
+    last = KFACLaplace(
+        model, N, layers=[model[2]], prior_precision=LAMBDA, fisher="empirical", max_rows=None
+    ).fit([(x, y)])
+    assert [p is q for p, q in zip(last.parameters(), model[2].parameters(), strict=True)] == [
+        True,
+        True,
+    ]
+    dense = _dense_precision(model, x, y)
+    block = dense[-15:, -15:]  # the last layer: 3 x 4 weights and 3 biases
+    torch.testing.assert_close(_covariance(last), torch.linalg.inv(block), rtol=1e-6, atol=1e-9)
+    assert last.num_params == 15

@@ -21,8 +21,14 @@ the **marginal likelihood** of the training data (MacKay 1992),
 (``P`` parameters; constants dropped), maximised over a log-spaced grid of ``λ``
 (:meth:`KFACLaplace.optimize_prior_precision`); no held-out data is needed. The predictive is
 Monte Carlo: average the softmax of the model at draws (:meth:`KFACLaplace.sample`).
-Every trainable parameter must belong to a layer K-FAC registers (``nn.Linear``,
-``nn.Conv2d``); others are an error.
+The posterior covers every ``nn.Linear`` and ``nn.Conv2d`` of the model (then every trainable
+parameter must belong to one) or the ``layers`` given, the others staying at ``θ*``: the
+last-layer Laplace, Laplace Redux's default, covers the output layer only. Over a whole
+network of millions of weights trained without a prior, the marginal likelihood picks a prior
+precision of the order of (well-determined directions) / ``‖θ*‖²``, so the many directions
+the data leaves flat get the prior's width, far wider than the weights: draws of the whole
+network then predict badly (the "underfitting" of sampled Laplace predictives, Immer et al.
+2021, https://arxiv.org/abs/2008.08400), which the last-layer Laplace avoids.
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ class KFACLaplace:
     Args:
         model: the trained network (its weights are ``θ*``; they are not modified).
         num_data: ``N``, the number of training examples.
+        layers: the ``nn.Linear``/``nn.Conv2d`` modules of ``model`` the posterior covers
+            (``None``: all of them, and every trainable parameter must be in one). The others
+            stay at ``θ*``: e.g. ``[model[-1]]`` is the last-layer Laplace, Laplace Redux's
+            default, whose Monte Carlo predictive is also that of the linearised network.
         prior_precision: ``λ > 0`` until :meth:`optimize_prior_precision` chooses one.
         fisher: ``"sampled"`` (labels drawn from the model: the Fisher) or ``"empirical"``.
         max_rows: input rows per layer and batch entering ``A`` (:class:`sgmcmc.KFAC`).
@@ -57,6 +67,7 @@ class KFACLaplace:
         model: nn.Module,
         num_data: int,
         *,
+        layers: Sequence[nn.Module] | None = None,
         prior_precision: float = 1.0,
         fisher: str = "sampled",
         max_rows: int | None = 4096,
@@ -68,7 +79,7 @@ class KFACLaplace:
         self.model, self.num_data = model, num_data
         self.prior_precision = float(prior_precision)
         self.kfac = KFAC(
-            model,
+            model if layers is None else nn.ModuleList(layers),
             damping=self.prior_precision,
             ema_decay=0.0,
             factor_init="first_batch",
@@ -82,7 +93,10 @@ class KFACLaplace:
         missing = [
             n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered
         ]
-        if missing:
+        if layers is not None and not covered <= {id(p) for p in model.parameters()}:
+            self.kfac.remove()
+            raise ValueError("layers must be modules of model")
+        if missing and layers is None:
             self.kfac.remove()
             raise ValueError(
                 f"parameters {missing} are in no nn.Linear or nn.Conv2d layer: the K-FAC Laplace "

@@ -11,9 +11,12 @@
   per-example summaries of predictions, not probabilities, so an ensemble cannot be assembled
   from stored SGD runs afterwards: its members are trained here, and its cost is theirs.
 - **K-FAC Laplace** (:mod:`sgmcmc.laplace`), method ``laplace``: after SGD training, the
-  K-FAC factors (sampled-label Fisher, at most 4,096 input rows per layer and batch) averaged
-  over the training set, the prior precision maximising the Laplace marginal likelihood on
-  :data:`sgmcmc.laplace.PRIOR_PRECISION_GRID`, and ``laplace_samples`` posterior draws.
+  last-layer K-FAC Laplace (Laplace Redux's default; over the whole CNN the marginal likelihood
+  leaves the millions of directions the data does not determine at the prior's width and the
+  sampled predictive fails, :mod:`sgmcmc.laplace`): the output layer's K-FAC factors
+  (sampled-label Fisher) averaged over the training set, the prior precision maximising the
+  Laplace marginal likelihood on :data:`sgmcmc.laplace.PRIOR_PRECISION_GRID`, and
+  ``laplace_samples`` posterior draws, the other layers at SGD's weights.
 
 For both post-hoc methods every window is evaluated after the last epoch on the members or
 draws (not on trajectory samples), whatever its ``end_epoch``; the per-epoch curves are those
@@ -121,9 +124,11 @@ def _laplace_draws(run: _Run) -> list[list[Tensor]]:
     fit_seed, draw_seed = (
         int(s) for s in np.random.SeedSequence(c.seed, spawn_key=(0,)).generate_state(2)
     )
+    last = [m for m in run.model.modules() if isinstance(m, torch.nn.Linear)][-1]
     laplace = KFACLaplace(
         run.model,
         c.num_train,
+        layers=[last],
         fisher=LAPLACE_FISHER,
         max_rows=LAPLACE_MAX_ROWS,
         generator=torch.Generator(device).manual_seed(fit_seed),
@@ -138,14 +143,19 @@ def _laplace_draws(run: _Run) -> list[list[Tensor]]:
             "selection": "Laplace marginal likelihood on the training data, grid "
             f"{PRIOR_PRECISION_GRID[0]:g}..{PRIOR_PRECISION_GRID[-1]:g} (4 per decade)",
             "fisher": LAPLACE_FISHER,
+            "layers": "last",
             "samples": c.laplace_samples,
         }
         generator = torch.Generator(device).manual_seed(draw_seed)
         order = {id(p): i for i, p in enumerate(laplace.parameters())}
+        fixed = _values(run.model)  # the layers the posterior does not cover
         draws = []
         for _ in range(c.laplace_samples):
             values = laplace.sample(generator)
-            draws.append([values[order[id(p)]] for p in run.model.parameters()])
+            draws.append([
+                values[order[id(p)]] if id(p) in order else v
+                for p, v in zip(run.model.parameters(), fixed, strict=True)
+            ])  # fmt: skip
     finally:
         laplace.remove()
     return draws
