@@ -53,7 +53,7 @@ NOT_INSTALLED = {
         ("no extra", ["run", "--method", "sgd", "--profile", "ci", "--out", "{tmp}/run"]),
         ("no extra", ["sweep", "--method", "sgd", "--profile", "ci"]),
         ("no extra", ["notebooks", "--profile", "ci", "--only", "01", "--out", "{tmp}/nb"]),
-        ("paper only", ["sweep", "--method", "sgd", "--profile", "ci"]),
+        ("paper only", ["sweep", "--method", "sgd", "--profile", "ci", "--engine", "ray"]),
         ("paper only", ["notebooks", "--profile", "ci", "--only", "01", "--out", "{tmp}/nb"]),
     ],
 )

@@ -17,7 +17,7 @@ from sgmcmc_paper.errors import UserError
 EXTRAS = {
     "data": ("paper",),
     "run": ("paper",),
-    "sweep": ("paper", "sweep"),
+    "sweep": ("paper", "sweep"),  # "sweep" (Ray) for --engine ray: auto is serial without it
     "fill": ("paper",),  # and "sweep" for --engine ray (the command says so)
     "notebooks": ("paper", "book"),
 }

@@ -109,7 +109,9 @@ class Outcome:
 
 
 def execute_trial(trial_fn: TrialFn, fields: dict[str, Any]) -> dict[str, Any]:
-    """Call ``trial_fn`` and turn any exception into a ``"failed"`` outcome with its reason.
+    """Call ``trial_fn`` and turn any exception into a ``"failed"`` outcome with its reason,
+    except a missing module (``ModuleNotFoundError``: no trial could run, so the sweep stops and
+    the command names the extra to install).
 
     Returns a flat dict (what :meth:`Outcome.from_mapping` reads), so that it travels through
     any engine's result channel. A failed trial counts its elapsed wall time against the budget.
@@ -117,6 +119,8 @@ def execute_trial(trial_fn: TrialFn, fields: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         outcome = Outcome.from_mapping(trial_fn(dict(fields)))
+    except ModuleNotFoundError:
+        raise
     except Exception as exc:  # noqa: BLE001 -- a failing trial is recorded, the sweep goes on
         message = " ".join(str(exc).split()) or "no message"
         outcome = Outcome(
