@@ -3,11 +3,13 @@ product built independently, and against laplace-torch's KronLaplace (Daxberger 
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _devices import needs_cuda
 from torch import nn
 
 from sgmcmc.laplace import KFACLaplace
@@ -171,3 +173,21 @@ def test_a_subset_of_layers_has_that_layer_s_block_and_leaves_the_others():
     block = dense[-15:, -15:]  # the last layer: 3 x 4 weights and 3 biases
     torch.testing.assert_close(_covariance(last), torch.linalg.inv(block), rtol=1e-6, atol=1e-9)
     assert last.num_params == 15
+
+
+@needs_cuda
+def test_the_covariance_is_the_same_on_a_gpu():
+    """The fit and the draws' linear map on CUDA agree with the CPU's (float64)."""
+    model, x, y = _problem(6)
+    cpu = _fitted(model, x, y)
+    gpu_model = copy.deepcopy(model).cuda()
+    gpu = KFACLaplace(gpu_model, N, prior_precision=LAMBDA, fisher="empirical", max_rows=None)
+    gpu.fit([(x.cuda(), y.cuda())])
+    params = gpu.parameters()
+    generator = torch.Generator().manual_seed(0)
+    xi = [torch.randn(p.shape, dtype=torch.float64, generator=generator) for p in params]
+    on_gpu = [d.cpu() for d in gpu.noise([t.cuda() for t in xi])]
+    for a, b in zip(cpu.noise(xi), on_gpu, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+    draw = gpu.sample(torch.Generator("cuda").manual_seed(0))
+    assert all(d.is_cuda for d in draw)
