@@ -179,8 +179,8 @@ def test_a_subset_of_layers_has_that_layer_s_block_and_leaves_the_others():
 def test_the_covariance_is_the_same_on_a_gpu():
     """The fit and the draws' linear map on CUDA agree with the CPU's (float64)."""
     model, x, y = _problem(6)
+    gpu_model = copy.deepcopy(model).cuda()  # before the CPU fit hooks the model
     cpu = _fitted(model, x, y)
-    gpu_model = copy.deepcopy(model).cuda()
     gpu = KFACLaplace(gpu_model, N, prior_precision=LAMBDA, fisher="empirical", max_rows=None)
     gpu.fit([(x.cuda(), y.cuda())])
     params = gpu.parameters()
