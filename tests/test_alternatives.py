@@ -235,3 +235,18 @@ def test_summary_reads_compute_mode_and_pgd_per_row():
     assert (frame.loc["SGD", "nll"], frame.loc["FSGD", "nll"]) == (0.5, 0.3)
     assert (frame.loc["SGD", "PGD 0.3"], frame.loc["FSGD", "PGD 0.3"]) == (0.1, 0.2)
     assert math.isnan(frame.loc["SGD", "PGD 0.1"])  # not evaluated
+
+
+@pytest.mark.parametrize("method", ["sgld", "psgld", "ksgld"])
+def test_every_point_of_the_cyclical_search_space_is_a_paper_trial(method):
+    from sgmcmc_paper.sweep.grids import cyclical_grid
+    from sgmcmc_paper.sweep.trial import trial_config
+
+    grid = cyclical_grid(method, "paper", 50_000)
+    for axis in grid:
+        for value in axis.values:
+            fields = {**grid.defaults(), axis.name: value, "lr_decay": 1.0}
+            config = trial_config("paper", fields)
+            assert getattr(config, axis.name) == value and config.cycles is not None
+    with pytest.raises(ValueError, match="needs a sampler"):
+        cyclical_grid("sgd", "paper", 50_000)
