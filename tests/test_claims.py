@@ -599,3 +599,48 @@ def test_noise_conventions_skip_metrics_the_runs_lack():
         temperatures, _noise(3.0), summary.drop(columns="nll"), LANGEVIN
     )
     assert len(without_nll) == 4 and without_nll[-1].text.endswith("in accuracy for most methods.")
+
+
+def _fates(label: str, statuses: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"run": label, "seed": range(len(statuses)), "fate": statuses, "fate epoch": math.nan}
+    )
+
+
+def test_completes_every_seed_says_no_on_one_diverged_seed_and_waits_for_untrained_ones():
+    label = "after: eq. 1 T=1"
+    assert claims.completes_every_seed(_fates(label, ["complete"] * 5), label, 5).verdict == "yes"
+    one_failed = claims.completes_every_seed(
+        _fates(label, ["complete"] * 4 + ["diverged"]), label, 5
+    )
+    assert one_failed.verdict == "no" and one_failed.statistic == 4
+    pending = claims.completes_every_seed(
+        _fates(label, ["complete"] * 3 + ["not trained"] * 2), label, 5
+    )
+    assert pending.verdict == claims.UNTRAINED
+
+
+def _after_summary(ksgld: list[float], sgld: list[float]) -> pd.DataFrame:
+    rows = [
+        {"label": label, "method": method, "seed": seed, "accuracy": value, "counted": True}
+        for label, method, values in (
+            ("after: as described", "ksgld", ksgld),
+            ("as described", "sgld", sgld),
+        )
+        for seed, value in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_fixed_ksgld_matches_sgld_unless_sgld_is_significantly_better():
+    sgld = [0.990, 0.991, 0.989, 0.992, 0.990]
+    close = claims.fixed_ksgld_matches_sgld(
+        _after_summary([0.989, 0.992, 0.988, 0.991, 0.991], sgld)
+    )
+    assert close.verdict == "yes" and close.kind == "tested"
+    worse = claims.fixed_ksgld_matches_sgld(
+        _after_summary([0.960, 0.962, 0.958, 0.961, 0.959], sgld)
+    )
+    assert worse.verdict == "no" and worse.statistic < 0
+    few = claims.fixed_ksgld_matches_sgld(_after_summary([0.99, 0.99], sgld[:2]))
+    assert few.verdict == "n/a"

@@ -14,6 +14,7 @@ from sgmcmc_paper.analysis import ksgld_scale, tables
 from sgmcmc_paper.analysis.stability import stability_frame
 from sgmcmc_paper.engine import experiment
 from sgmcmc_paper.engine.checkpoint import save_checkpoint
+from sgmcmc_paper.protocol import plan
 from sgmcmc_paper.protocol.plan import NOTEBOOK_RUNS, notebook_runs
 from sgmcmc_paper.protocol.profiles import as_described
 
@@ -47,13 +48,13 @@ def test_chapter_08_keeps_the_stored_before_runs_and_tracks_its_own_seed():
     before = configs[("before: as described", "ksgld", 0)]
     assert before.key() == as_described("ksgld", "paper", seed=0).key()
     for label in ("before: eq. 1 T=1", "before: eq. 1 cold"):
-        assert configs[(label, "ksgld", 0)].kfac_damping == ksgld_scale.RELEASED_DAMPING
+        assert configs[(label, "ksgld", 0)].kfac_damping == plan.RELEASED_DAMPING
     after = [c for (label, _, _), c in configs.items() if label.startswith("after")]
     assert all(c.stability_every == 0 for c in after)
     seeds = {s for (label, _, s) in configs if label == "after: as described"}
-    assert seeds == set(range(ksgld_scale.PAPER_AFTER_SEEDS))
+    assert seeds == set(range(plan.PAPER_AFTER_SEEDS))
     tracked = [c for c in configs.values() if c.stability_every]
-    assert tracked and all(c.seed == ksgld_scale.DIAGNOSIS_SEED for c in tracked)
+    assert tracked and all(c.seed == plan.DIAGNOSIS_SEED for c in tracked)
 
 
 def test_stability_every_is_an_evaluation_field():

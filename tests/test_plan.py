@@ -6,9 +6,9 @@ import re
 import nbformat
 import pytest
 
-from sgmcmc_paper.analysis.ksgld_scale import DIAGNOSIS_SEED
 from sgmcmc_paper.book.notebooks import source_notebooks
 from sgmcmc_paper.protocol.plan import (
+    DIAGNOSIS_SEED,
     NOTEBOOK_RUNS,
     by_train_size,
     missing_runs,
@@ -109,7 +109,7 @@ def test_notebook_runs_are_the_plan_s_configs_with_the_notebook_s_labels():
         runs = notebook_runs(stem, "ci", seeds)
         assert _keys(runs.values()) == _keys(notebook_configs("ci", stem)), stem
         # chapter 08's tracked runs have a seed of their own, so that tracking them
-        # re-evaluates no other chapter's run (analysis.ksgld_scale.DIAGNOSIS_SEED)
+        # re-evaluates no other chapter's run (plan.DIAGNOSIS_SEED)
         own = {DIAGNOSIS_SEED} if stem == "08_ksgld_at_scale" else set()
         assert {seed for _, _, seed in runs} <= set(seeds) | own
     assert {label for label, _, _ in notebook_runs("01_test_accuracy", "ci", seeds)} == {

@@ -796,3 +796,53 @@ def noise_conventions(temperatures, noise, summary, methods: Sequence[str]) -> l
         if metric in summary and summary[metric].notna().any():
             claims.append(calibrated_wins(summary, methods, metric, higher))
     return claims
+
+
+def completes_every_seed(fates, label: str, seeds: int = MIN_SEEDS) -> Claim:
+    """(measured) The runs labelled ``label`` complete on every seed, none diverged or
+    collapsed (``fates``: ``analysis.ksgld_scale.fates``); untestable below ``seeds`` trained
+    runs; statistic: the number that completed."""
+    from sgmcmc_paper.engine.fate import NOT_TRAINED
+
+    text = f"{label}: every seed completes its epochs, none diverged or collapsed."
+    test = f"count of fates over ≥ {seeds} trained seeds; yes if all are complete"
+    rows = fates[fates.run == label]
+    trained = rows[rows.fate != NOT_TRAINED]
+    done = int((trained.fate == "complete").sum())
+    evidence = f"{done} of {len(trained)} trained seeds complete"
+    if len(trained) < len(rows):
+        evidence += f"; {len(rows) - len(trained)} {NOT_TRAINED}"
+    if len(trained) < seeds:
+        return decide("KSGLD at scale", text, None, done, evidence, test)
+    return decide("KSGLD at scale", text, done == len(trained), done, evidence, test)
+
+
+def fixed_ksgld_matches_sgld(summary, label: str = "after: as described") -> Claim:
+    """(tested) KSGLD as described after the fix reaches at least SGLD's final-epoch test
+    accuracy (as described) within seed noise: the paired interval of KSGLD − SGLD (rows
+    ``label`` and ``"as described"`` of ``tables.run_summary``) reaches 0 or above, so SGLD
+    is not significantly better; statistic: its upper end, in points."""
+    text = "After the fix, KSGLD as described is not less accurate than SGLD as described."
+    test = f"{PAIRED}, final-epoch accuracy KSGLD − SGLD; yes if the upper end ≥ 0"
+    pair = summary[
+        ((summary.label == label) & (summary.method == "ksgld"))
+        | ((summary.label == "as described") & (summary.method == "sgld"))
+    ]
+    interval = paired_interval(pair, "accuracy", "ksgld", "sgld")
+    if not interval.testable:
+        evidence = f"KSGLD − SGLD {_points(interval)}: {interval.note}"
+        return decide("KSGLD at scale", text, None, None, evidence, test, "tested")
+    upper = 100 * interval.high
+    evidence = f"KSGLD − SGLD {_points(interval)} over {interval.seeds} seeds"
+    return decide("KSGLD at scale", text, upper >= 0, upper, evidence, test, "tested")
+
+
+def ksgld_at_scale(fates, summary, seeds: int = MIN_SEEDS) -> list[Claim]:
+    """Chapter 08's claims: the fixed runs complete (:func:`completes_every_seed`, as
+    described and eq. 1 at T = 1) and the fixed KSGLD matches SGLD
+    (:func:`fixed_ksgld_matches_sgld`)."""
+    return [
+        completes_every_seed(fates, "after: as described", seeds),
+        completes_every_seed(fates, "after: eq. 1 T=1", seeds),
+        fixed_ksgld_matches_sgld(summary),
+    ]

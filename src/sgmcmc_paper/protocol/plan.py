@@ -112,6 +112,122 @@ def noise_convention_configs(profile: str, seeds: Iterable[int]) -> Configs:
     return configs
 
 
+# Chapter 08, KSGLD at scale (book/methods.md "KSGLD at scale").
+#: The seed of the tracked diagnosis runs (its own keys: no other chapter asks for it).
+DIAGNOSIS_SEED = 100
+#: Dampings of the tracked "as described" runs (the collapse against δ).
+COLLAPSE_DAMPINGS = (1e-3, 1e-2, 1e-1, 1.0)
+#: Dampings of the tracked eq. 1 runs: the stored runs' and the prior precision (σ = 1).
+DIVERGENCE_DAMPINGS = (1e-3, 1.0)
+#: The damping of "as described" after the fix, unless the sweep selected one: ``P ≤ I``.
+DESCRIBED_DAMPING = 1.0
+#: The damping the stored runs used (tf.contrib.kfac's, the released code's).
+RELEASED_DAMPING = 1e-3
+#: Seeds of the "after" runs at the paper profile (the issue's acceptance: 5 seeds).
+PAPER_AFTER_SEEDS = 5
+#: Measurements per epoch of a tracked run.
+MEASUREMENTS_PER_EPOCH = 6
+
+
+def described_damping(profile: str) -> float:
+    """The sweep's selected ``kfac_damping`` for KSGLD as described, else
+    :data:`DESCRIBED_DAMPING`."""
+    prof = get_profile(profile)
+    selected = tuned_overrides(prof.hparams, "ksgld", "paper", prof.train_size) or {}
+    return float(selected.get("kfac_damping", DESCRIBED_DAMPING))
+
+
+def after_seeds(profile: str, seeds: Iterable[int]) -> tuple[int, ...]:
+    """The seeds of the "after" runs: at the paper profile the first :data:`PAPER_AFTER_SEEDS`
+    (and ``seeds``), elsewhere ``seeds``."""
+    seeds = tuple(seeds)
+    if profile != "paper":
+        return seeds
+    return tuple(sorted(set(seeds) | set(range(PAPER_AFTER_SEEDS))))
+
+
+def stability_every(profile: str) -> int:
+    """Steps between two tracker measurements: :data:`MEASUREMENTS_PER_EPOCH` an epoch at
+    the paper profile, one an epoch below it (a CPU preview)."""
+    spe = get_profile(profile).config("ksgld").steps_per_epoch
+    return max(1, spe // MEASUREMENTS_PER_EPOCH) if profile == "paper" else spe
+
+
+def diagnosis_dampings(profile: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The dampings of the tracked runs, (as described, eq. 1): :data:`COLLAPSE_DAMPINGS` and
+    :data:`DIVERGENCE_DAMPINGS` at the paper profile; below it (a CPU preview) the released
+    and the fixed damping of "as described" only, since each eq. 1 measurement rotates
+    through K-FAC's eigenbases (about a TFLOP on the paper CNN: milliseconds on a GPU,
+    minutes on two CPU cores)."""
+    if profile == "paper":
+        return COLLAPSE_DAMPINGS, DIVERGENCE_DAMPINGS
+    return (RELEASED_DAMPING, DESCRIBED_DAMPING), ()
+
+
+def ksgld_scale_configs(profile: str, seeds: Iterable[int]) -> Configs:
+    """Chapter 08's runs, before, after and diagnosis
+    (:mod:`sgmcmc_paper.analysis.ksgld_scale`'s docstring)."""
+    seeds, after = tuple(seeds), after_seeds(profile, seeds)
+    cold = cold_temperatures(profile)["ksgld"]
+    described = ["as described"]
+    configs: Configs = {}
+
+    def relabel(found: Configs, label: str) -> Configs:
+        return {(label, method, seed): c for (_, method, seed), c in found.items()}
+
+    configs |= relabel(
+        tables.reproduction_configs(profile, seeds, ["ksgld"], described), "before: as described"
+    )
+    for name, temperature in (("T=1", 1.0), ("cold", cold)):
+        configs |= tables.langevin_configs(
+            profile,
+            seeds,
+            ["ksgld"],
+            f"before: eq. 1 {name}",
+            kfac_damping=RELEASED_DAMPING,
+            temperature=temperature,
+        )
+    damping = described_damping(profile)
+    configs |= relabel(
+        tables.reproduction_configs(profile, after, ["ksgld"], described, kfac_damping=damping),
+        "after: as described",
+    )
+    configs |= relabel(
+        tables.reproduction_configs(profile, after, ["sgld"], described), "as described"
+    )
+    configs |= tables.langevin_configs(
+        profile, after, ["ksgld"], "after: eq. 1 T=1", temperature=1.0
+    )
+    configs |= tables.langevin_configs(
+        profile, seeds, ["ksgld"], "after: eq. 1 cold", temperature=cold
+    )
+    every = stability_every(profile)
+    collapse, divergence = diagnosis_dampings(profile)
+    for delta in collapse:
+        configs |= relabel(
+            tables.reproduction_configs(
+                profile,
+                [DIAGNOSIS_SEED],
+                ["ksgld"],
+                described,
+                kfac_damping=delta,
+                stability_every=every,
+            ),
+            f"diagnosis: as described δ={delta:g}",
+        )
+    for delta in divergence:
+        configs |= tables.langevin_configs(
+            profile,
+            [DIAGNOSIS_SEED],
+            ["ksgld"],
+            f"diagnosis: eq. 1 cold δ={delta:g}",
+            kfac_damping=delta,
+            temperature=cold,
+            stability_every=every,
+        )
+    return configs
+
+
 NOTEBOOK_RUNS: dict[str, Callable[[str, Iterable[int]], Configs]] = {
     "00_hyperparameters": lambda profile, seeds: {},
     "01_test_accuracy": main_configs,
@@ -121,17 +237,9 @@ NOTEBOOK_RUNS: dict[str, Callable[[str, Iterable[int]], Configs]] = {
     "05_out_of_distribution": main_configs,
     "06_gradient_or_noise": gradient_or_noise_configs,
     "07_noise_conventions": noise_convention_configs,
-    "08_ksgld_at_scale": lambda profile, seeds: _ksgld_scale(profile, seeds),
+    "08_ksgld_at_scale": ksgld_scale_configs,
     "09_alternatives": alternatives_configs,
 }
-
-
-def _ksgld_scale(profile: str, seeds: Iterable[int]) -> Configs:
-    """Chapter 08: :func:`sgmcmc_paper.analysis.ksgld_scale.ksgld_scale_configs` (imported
-    here: it builds on this module's :func:`cold_temperatures`)."""
-    from sgmcmc_paper.analysis.ksgld_scale import ksgld_scale_configs
-
-    return ksgld_scale_configs(profile, seeds)
 
 
 #: The notebooks behind Table 1, Fig. 1 and Fig. 4: their runs use the profile's
