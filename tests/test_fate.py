@@ -112,7 +112,7 @@ def test_the_stored_paper_runs_fates():
     assert folders, "no stored paper runs"
     fates = {folder.name: load_result(folder).fate for folder in folders}
     counts = collections.Counter(f.status for f in fates.values())
-    assert counts == {"complete": 102, "diverged": 4, "collapsed": 3}
+    assert counts == {"complete": len(folders) - 7, "diverged": 4, "collapsed": 3}
     collapsed = {key: f.epoch for key, f in fates.items() if f.status == "collapsed"}
     assert collapsed == {"3bde2c71c916c8b3": 8, "eff5f04fe961f25c": 8, "c5b00514f2ee720e": 7}
     for key in collapsed:
