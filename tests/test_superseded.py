@@ -1,0 +1,106 @@
+"""Superseded runs (``sgmcmc_paper.engine.orphans``): what no notebook, transfer attack or sweep
+record needs is found, and retiring it moves it out of the committed store without losing it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sgmcmc_paper.engine.orphans import (
+    SUPERSEDED,
+    needed_keys,
+    retire,
+    superseded_runs,
+    sweep_keys,
+)
+from sgmcmc_paper.engine.robustness import transfer_source
+from sgmcmc_paper.errors import UserError
+from sgmcmc_paper.protocol.plan import notebook_configs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(root: Path, profile: str, key: str, finished: bool = True) -> Path:
+    folder = root / profile / key
+    folder.mkdir(parents=True)
+    if finished:
+        (folder / "run.json").write_text("{}")
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("SGMCMC_RESULTS", str(tmp_path))
+    return tmp_path
+
+
+def test_every_planned_run_and_its_transfer_source_is_needed():
+    needed = needed_keys("ci")
+    configs = notebook_configs("ci")
+    assert {c.key() for c in configs} <= needed
+    sources = {s.key() for c in configs if (s := transfer_source(c)) is not None}
+    assert sources <= needed
+
+
+def test_only_runs_nobody_needs_are_superseded(store):
+    planned = notebook_configs("ci")[0].key()
+    keep = _run(store, "ci", planned)
+    old = _run(store, "ci", "0123456789abcdef")
+    _run(store, "ci", "fedcba9876543210", finished=False)  # a run in progress: not finished
+    _run(store, "ci", "0123456789abcdef.damaged-1")
+    assert superseded_runs("ci") == [old]
+    assert keep.exists()
+
+
+def test_the_sweep_record_keeps_its_trials_and_reference(store):
+    (store / "hparams").mkdir()
+    record = {
+        "selected": {},
+        "sweeps": {
+            "paper/sgd/3000": {
+                "reference": {"key": "aaaaaaaaaaaaaaaa"},
+                "trials": [{"key": "bbbbbbbbbbbbbbbb"}, {"key": ""}],
+            }
+        },
+    }
+    (store / "hparams" / "ci.json").write_text(json.dumps(record))
+    assert sweep_keys("ci") == {"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"}
+    _run(store, "ci", "aaaaaaaaaaaaaaaa")
+    _run(store, "ci", "bbbbbbbbbbbbbbbb")
+    old = _run(store, "ci", "cccccccccccccccc")
+    assert superseded_runs("ci") == [old]
+
+
+def test_a_corrupt_sweep_record_is_a_one_line_error_naming_the_fix(store):
+    (store / "hparams").mkdir()
+    (store / "hparams" / "ci.json").write_text("{not json")
+    (store / "ci").mkdir()
+    with pytest.raises(UserError, match="restore") as info:
+        superseded_runs("ci")
+    assert "\n" not in str(info.value)
+
+
+def test_retiring_moves_without_losing_anything(store):
+    old = _run(store, "ci", "0123456789abcdef")
+    (old / "metrics.json").write_text('{"accuracy": 0.5}')
+    earlier = store / SUPERSEDED / "ci" / "0123456789abcdef"
+    earlier.mkdir(parents=True)
+    (moved,) = retire([old])
+    assert not old.exists()
+    assert moved == earlier.with_name("0123456789abcdef.1")
+    assert (moved / "metrics.json").read_text() == '{"accuracy": 0.5}'
+    assert earlier.exists()
+    assert superseded_runs("ci") == []
+
+
+def test_git_ignores_the_retired_runs():
+    path = f"results/{SUPERSEDED}/paper/0123456789abcdef/run.json"
+    out = subprocess.run(
+        ["git", "check-ignore", "-q", path], cwd=REPO, capture_output=True, check=False
+    )
+    if out.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert out.returncode == 0, f"{path} would be committed"
