@@ -360,12 +360,7 @@ def _fill(args: argparse.Namespace, configs: list, engine: str) -> int:
     report = fill_store(
         configs,
         engine=engine,
-        ray=RayOptions(
-            address=args.address,
-            gpus_per_trial=args.gpus_per_trial,
-            cpus_per_trial=args.cpus_per_trial,
-            verbose=args.verbose,
-        ),
+        ray=RayOptions.from_args(args),
         workers=args.workers,
         device=args.device,
         threads=args.threads,

@@ -149,12 +149,7 @@ def handle(args: argparse.Namespace) -> int:
         budget=args.budget,
         train_sizes=sizes,
         engine=engine,
-        ray=RayOptions(
-            address=args.address,
-            gpus_per_trial=args.gpus_per_trial,
-            cpus_per_trial=args.cpus_per_trial,
-            verbose=args.verbose,
-        ),
+        ray=RayOptions.from_args(args),
         max_trials=args.max_trials,
         workers=args.workers,
         device=args.device,

@@ -30,6 +30,7 @@ trial counts its compute); a run started again resumes from its checkpoint
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -316,6 +317,17 @@ class RayOptions:
     cpus_per_trial: float | None = None
     verbose: bool = False
     max_failures: int = 0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RayOptions:
+        """The options a command line gives: ``--address``, ``--gpus-per-trial``,
+        ``--cpus-per-trial`` and ``--verbose``."""
+        return cls(
+            address=args.address,
+            gpus_per_trial=args.gpus_per_trial,
+            cpus_per_trial=args.cpus_per_trial,
+            verbose=args.verbose,
+        )
 
 
 @contextmanager
