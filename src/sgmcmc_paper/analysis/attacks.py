@@ -359,6 +359,36 @@ def predicted_labels(model: Model, x: Tensor, batch_size: int | None = None) -> 
     return torch.cat([model(xb).argmax(dim=1) for xb in x.split(size)])
 
 
+@torch.no_grad()
+def predicted_probs(model: Model, x: Tensor, batch_size: int | None = None) -> Tensor:
+    """``model``'s softmax on ``x``, ``(n, C)``."""
+    return torch.cat([F.softmax(model(xb), dim=1) for xb in x.split(batch_size or len(x))])
+
+
+def averaged_probs(models: Sequence[Model], x: Tensor, batch_size: int | None = None) -> Tensor:
+    """The averaged predictive of ``models`` on ``x``: the mean of their softmaxes, ``(n, C)``."""
+    return torch.stack([predicted_probs(m, x, batch_size) for m in models]).mean(dim=0)
+
+
+def _perturb_one(
+    model: Model,
+    x: Tensor,
+    y: Tensor | None,
+    eps: float,
+    spec: AttackSpec,
+    clip: bool,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+) -> Tensor:
+    """:func:`perturb` against one model, toward ``y`` or, for ``None``, the model's predicted
+    labels on the clean ``x`` (cleverhans' ``y=None``)."""
+    _check_eps(eps)
+    target = predicted_labels(model, x, batch_size) if y is None else y
+    return perturb(
+        [model], x, target, eps, spec, clip=clip, generator=generator, batch_size=batch_size
+    )
+
+
 # ------------------------------------------------------------------------------ named attacks
 def fgsm(
     model: Model, x: Tensor, eps: float = 0.3, *, y: Tensor | None = None, clip: bool = False
@@ -367,9 +397,7 @@ def fgsm(
 
     ``y=None`` attacks the model's own predicted labels (cleverhans' default, as released).
     """
-    _check_eps(eps)
-    target = predicted_labels(model, x) if y is None else y
-    return perturb([model], x, target, eps, FGSM, clip=clip)
+    return _perturb_one(model, x, y, eps, FGSM, clip)
 
 
 def fgsm_predictive(
@@ -403,10 +431,7 @@ def pgd(
     :class:`AttackSpec`). ``y=None`` attacks the predicted labels on the clean ``x``, as
     :func:`fgsm` does; ``y=y, clip=True`` is ``torchattacks.PGD`` (with ``keep_best=False``)."""
     spec = AttackSpec("pgd", steps, step_size, restarts, random_start, keep_best)
-    target = predicted_labels(model, x, batch_size) if y is None else y
-    return perturb(
-        [model], x, target, eps, spec, clip=clip, generator=generator, batch_size=batch_size
-    )
+    return _perturb_one(model, x, y, eps, spec, clip, generator, batch_size)
 
 
 def pgd_predictive(
@@ -445,10 +470,7 @@ def apgd(
 ) -> Tensor:
     """APGD-CE (Croce & Hein 2020) on one model, from uniformly random starts in the ball."""
     spec = AttackSpec("apgd", steps, None, restarts, True, True, rho)
-    target = predicted_labels(model, x, batch_size) if y is None else y
-    return perturb(
-        [model], x, target, eps, spec, clip=clip, generator=generator, batch_size=batch_size
-    )
+    return _perturb_one(model, x, y, eps, spec, clip, generator, batch_size)
 
 
 def apgd_predictive(
@@ -486,11 +508,11 @@ def attack(
     ``"as_released"`` ignores ``y`` (predicted labels, no clipping); ``"per_sample"`` needs it.
     """
     if threat_model == "as_released":
-        target, clip = predicted_labels(model, x, batch_size), False
+        labels, clip = None, False  # the predicted labels
     elif threat_model == "per_sample":
         if y is None:
             raise ValueError("threat model 'per_sample' attacks the true labels: pass y")
-        target, clip = y, True
+        labels, clip = y, True
     elif threat_model == "predictive":
         raise ValueError(
             "threat model 'predictive' needs every posterior sample at once: "
@@ -498,9 +520,7 @@ def attack(
         )
     else:
         raise ValueError(f"unknown threat model {threat_model!r}; choose one of {THREAT_MODELS}")
-    return perturb(
-        [model], x, target, eps, spec, clip=clip, generator=generator, batch_size=batch_size
-    )
+    return _perturb_one(model, x, labels, eps, spec, clip, generator, batch_size)
 
 
 @torch.no_grad()
@@ -523,12 +543,7 @@ def adversarial_probs(
     x_adv = attack(
         model, x, y, threat_model, eps, spec=spec, generator=generator, batch_size=batch_size
     )
-    return _probs(model, x_adv, batch_size)
-
-
-@torch.no_grad()
-def _probs(model: Model, x: Tensor, batch_size: int | None = None) -> Tensor:
-    return torch.cat([F.softmax(model(xb), dim=1) for xb in x.split(batch_size or len(x))])
+    return predicted_probs(model, x_adv, batch_size)
 
 
 @torch.no_grad()
@@ -557,7 +572,7 @@ def adversarial_predictive(
         x_adv = perturb(
             models, x, y, eps, spec, clip=True, generator=generator, batch_size=batch_size
         )
-        return torch.stack([_probs(m, x_adv, batch_size) for m in models]).mean(dim=0)
+        return averaged_probs(models, x_adv, batch_size)
     options = {"spec": spec, "generator": generator, "batch_size": batch_size}
     total = adversarial_probs(models[0], x, y, threat_model, eps, **options)
     for model in models[1:]:

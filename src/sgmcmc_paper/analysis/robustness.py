@@ -32,7 +32,7 @@ are pooled: correct answers and images summed) and return
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -48,8 +48,11 @@ from sgmcmc_paper.analysis.attacks import (
     AttackSpec,
     Model,
     Objective,
+    adversarial_predictive,
     adversarial_probs,
+    averaged_probs,
     perturb,
+    predicted_probs,
 )
 from sgmcmc_paper.analysis.claims import Claim, decide
 
@@ -83,11 +86,6 @@ def _row(spec: AttackSpec, threat: str, mode: str, eps: float, probs: Tensor, y:
     }
 
 
-@torch.no_grad()
-def _probs(model: Model, x: Tensor, batch_size: int | None) -> Tensor:
-    return torch.cat([F.softmax(model(xb), dim=1) for xb in x.split(batch_size or len(x))])
-
-
 def eps_sweep(
     models: Sequence[Model],
     x: Tensor,
@@ -119,8 +117,7 @@ def eps_sweep(
                     rows.append(_row(spec, threat, "single", e, probs[-1], y))
                     averaged = torch.stack(probs).mean(dim=0)
                 else:
-                    x_adv = perturb(models, x, y, e, clip=True, **options)
-                    averaged = torch.stack([_probs(m, x_adv, batch_size) for m in models]).mean(0)
+                    averaged = adversarial_predictive(models, x, y, "predictive", e, **options)
                 rows.append(_row(spec, threat, "averaged", e, averaged, y))
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
@@ -150,8 +147,8 @@ def transfer_sweep(
             x_adv = perturb(
                 source, x, y, e, spec, clip=True, generator=generator, batch_size=batch_size
             )
-            own = torch.stack([_probs(m, x_adv, batch_size) for m in source]).mean(dim=0)
-            probs = [_probs(m, x_adv, batch_size) for m in target]
+            own = averaged_probs(source, x_adv, batch_size)
+            probs = [predicted_probs(m, x_adv, batch_size) for m in target]
             for mode, p in (("single", probs[-1]), ("averaged", torch.stack(probs).mean(0))):
                 row = _row(spec, "transfer", mode, e, p, y)
                 row["source accuracy"] = _correct(own, y) / len(y)
@@ -216,12 +213,20 @@ def binomial_tolerance(p1: float, n1: int, p2: float, n2: int, z: float = 2.0) -
     return z * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
 
 
-def _beyond_tolerance(
-    table: pd.DataFrame, higher: str, lower: str, z: float
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """``table`` with ``excess`` = ``accuracy{higher} − accuracy{lower}`` and its
-    :func:`binomial_tolerance` (from the ``images`` columns of the same suffixes), the rows whose
-    excess is beyond it, and the row of the largest excess."""
+def _no_excess(
+    text: str,
+    table: pd.DataFrame,
+    higher: str,
+    lower: str,
+    z: float,
+    describe: Callable[[pd.Series, int], str],
+    suspect: str,
+) -> Claim:
+    """Yes when no row of ``table`` has an ``excess`` = ``accuracy{higher} − accuracy{lower}``
+    beyond its :func:`binomial_tolerance` (from the ``images`` columns of the same suffixes);
+    statistic: the largest excess. The evidence is ``describe(row of the largest excess, rows
+    compared)``, then, where some excess is beyond tolerance, how many (``suspect``: what such
+    an excess shows)."""
     table = table.assign(excess=table[f"accuracy{higher}"] - table[f"accuracy{lower}"])
     table["tolerance"] = [
         binomial_tolerance(
@@ -233,7 +238,17 @@ def _beyond_tolerance(
         )
         for _, r in table.iterrows()
     ]
-    return table, table[table["excess"] > table["tolerance"]], table.loc[table["excess"].idxmax()]
+    failed = table[table["excess"] > table["tolerance"]]
+    worst = table.loc[table["excess"].idxmax()]
+    evidence = describe(worst, len(table))
+    if not failed.empty:
+        evidence += f"; {suspect} beyond tolerance in {len(failed)}: masking suspected"
+    return decide(SECTION, text, failed.empty, worst["excess"], evidence)
+
+
+def _strongest(pooled: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per ``keys``, the row of the lowest accuracy: the strongest attack's."""
+    return pooled.loc[pooled.groupby(keys)["accuracy"].idxmin()]
 
 
 def _pooled(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -265,22 +280,22 @@ def iterative_at_least_as_strong(sweep: pd.DataFrame, method: str = "", z: float
     keys = ["threat", "mode", "eps"]
     pooled = _pooled(sweep[sweep["eps"] > 0], [*keys, "attack", "steps"])
     single = pooled[pooled["steps"] == 1]
-    single = single.loc[single.groupby(keys)["accuracy"].idxmin()]
+    single = _strongest(single, keys)
     iterative = pooled[pooled["steps"] > 1].merge(single, on=keys, suffixes=("", " fgsm"))
     if iterative.empty:
         return decide(
             SECTION, text, None, None, "no ε with both a single-step and an iterative attack"
         )
-    iterative, failed, worst = _beyond_tolerance(iterative, "", " fgsm", z)
-    evidence = (
-        f"largest excess {100 * worst['excess']:+.1f} points ({worst['attack']} "
-        f"{100 * worst['accuracy']:.1f}% vs FGSM {100 * worst['accuracy fgsm']:.1f}% at "
-        f"{_where(worst)}; tolerance {100 * worst['tolerance']:.1f} points) over "
-        f"{len(iterative)} comparisons"
-    )
-    if not failed.empty:
-        evidence += f"; weaker than FGSM beyond tolerance in {len(failed)}: masking suspected"
-    return decide(SECTION, text, failed.empty, worst["excess"], evidence)
+
+    def describe(worst: pd.Series, compared: int) -> str:
+        return (
+            f"largest excess {100 * worst['excess']:+.1f} points ({worst['attack']} "
+            f"{100 * worst['accuracy']:.1f}% vs FGSM {100 * worst['accuracy fgsm']:.1f}% at "
+            f"{_where(worst)}; tolerance {100 * worst['tolerance']:.1f} points) over "
+            f"{compared} comparisons"
+        )
+
+    return _no_excess(text, iterative, "", " fgsm", z, describe, "weaker than FGSM")
 
 
 def unbounded_reaches_zero(
@@ -301,7 +316,7 @@ def unbounded_reaches_zero(
             f"the sweep stops at ε = {largest:g}, below the unbounded ε = {unbounded:g}",
         )
     pooled = _pooled(sweep[sweep["eps"] == largest], ["threat", "mode", "eps", "attack"])
-    strongest = pooled.loc[pooled.groupby(["threat", "mode"])["accuracy"].idxmin()]
+    strongest = _strongest(pooled, ["threat", "mode"])
     worst = strongest.loc[strongest["accuracy"].idxmax()]
     return decide(
         SECTION,
@@ -328,23 +343,21 @@ def transfer_not_stronger(
     white_rows = sweep[sweep["threat"].isin(WHITE_BOX_THREATS) & (sweep["eps"] > 0)]
     if moved.empty or white_rows.empty:
         return decide(SECTION, text, None, None, "no transfer attack to compare")
-    strongest = _pooled(moved, [*keys, "attack"])
-    strongest = strongest.loc[strongest.groupby(keys)["accuracy"].idxmin()]
-    white = _pooled(white_rows, [*keys, "threat", "attack"])
-    white = white.loc[white.groupby(keys)["accuracy"].idxmin()]
+    strongest = _strongest(_pooled(moved, [*keys, "attack"]), keys)
+    white = _strongest(_pooled(white_rows, [*keys, "threat", "attack"]), keys)
     both = strongest.merge(white, on=keys, suffixes=(" transfer", " white"))
     if both.empty:
         return decide(SECTION, text, None, None, "no ε and mode with both attacks")
-    both, failed, worst = _beyond_tolerance(both, " white", " transfer", z)
-    evidence = (
-        f"largest margin of transfer over white-box {100 * worst['excess']:+.1f} points "
-        f"(transfer {worst['attack transfer']} {100 * worst['accuracy transfer']:.1f}% vs "
-        f"white-box {worst['attack white']} {100 * worst['accuracy white']:.1f}% at ε = "
-        f"{worst['eps']:g}, {worst['mode']}; tolerance {100 * worst['tolerance']:.1f} points)"
-    )
-    if not failed.empty:
-        evidence += f"; transfer stronger beyond tolerance in {len(failed)}: masking suspected"
-    return decide(SECTION, text, failed.empty, worst["excess"], evidence)
+
+    def describe(worst: pd.Series, compared: int) -> str:
+        return (
+            f"largest margin of transfer over white-box {100 * worst['excess']:+.1f} points "
+            f"(transfer {worst['attack transfer']} {100 * worst['accuracy transfer']:.1f}% vs "
+            f"white-box {worst['attack white']} {100 * worst['accuracy white']:.1f}% at ε = "
+            f"{worst['eps']:g}, {worst['mode']}; tolerance {100 * worst['tolerance']:.1f} points)"
+        )
+
+    return _no_excess(text, both, " white", " transfer", z, describe, "transfer stronger")
 
 
 def not_saturated(saturation: pd.DataFrame, method: str = "", at_most: float = 0.01) -> Claim:
