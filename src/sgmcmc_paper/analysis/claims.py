@@ -171,6 +171,33 @@ def _listing(intervals: Mapping[tuple[str, str], PairedInterval], scale=100.0, u
     )
 
 
+def _one_side(
+    section: str,
+    text: str,
+    test: str,
+    intervals: Mapping[tuple[str, str], PairedInterval],
+    above: bool,
+    what: str = "",
+    scale: float = 100.0,
+    unit: str = " points",
+) -> Claim:
+    """(tested) Every interval lies wholly above 0 (``above``) or wholly below it; statistic:
+    the end nearest the wrong side (the smallest lower end, or the largest upper end) times
+    ``scale``; n/a when some interval is untestable. Evidence: ``what`` and the intervals."""
+    reason = _untestable(intervals)
+    if reason is not None:
+        return decide(section, text, None, None, reason, test, "tested")
+    if above:
+        bound = scale * min(iv.low for iv in intervals.values())
+        holds = bound > 0
+    else:
+        bound = scale * max(iv.high for iv in intervals.values())
+        holds = bound < 0
+    evidence = what + _listing(intervals, scale=scale, unit=unit)
+    evidence += _sign_status(intervals, above, holds)
+    return decide(section, text, holds, bound, evidence, test, "tested")
+
+
 def _one_sample(frame, value: str, bounds=(0.0, 1.0)):
     """The logit-t interval (tables.over_seeds) of ``value`` over the rows that count."""
     if frame.empty:
@@ -384,12 +411,7 @@ def langevin_underperform(final, where: str) -> Claim:
     text = f"The Langevin methods underperform SGD ({where})."
     test = f"{PAIRED}, each Langevin method − SGD; yes if every interval < 0"
     intervals = _pairs(final, "accuracy", ((m, "sgd") for m in LANGEVIN))
-    reason = _untestable(intervals)
-    if reason is not None:
-        return decide("4.3", text, None, None, reason, test, "tested")
-    upper = 100 * max(iv.high for iv in intervals.values())
-    evidence = _listing(intervals) + _sign_status(intervals, False, upper < 0)
-    return decide("4.3", text, upper < 0, upper, evidence, test, "tested")
+    return _one_side("4.3", text, test, intervals, above=False)
 
 
 def only_fsgd_matches(final, where: str) -> Claim:
@@ -554,13 +576,7 @@ def sgd_most_confident(confidence, configuration: str) -> Claim:
     test = f"{PAIRED}, SGD − each other method; yes if every interval > 0"
     others = [m for m in paper.METHODS if m != "sgd"]
     intervals = _pairs(confidence, "value", (("sgd", m) for m in others))
-    reason = _untestable(intervals)
-    if reason is not None:
-        return decide("4.5", text, None, None, reason, test, "tested")
-    lower = min(iv.low for iv in intervals.values())
-    evidence = "mean max probability, " + _listing(intervals, scale=1.0, unit="")
-    evidence += _sign_status(intervals, True, lower > 0)
-    return decide("4.5", text, lower > 0, lower, evidence, test, "tested")
+    return _one_side("4.5", text, test, intervals, True, "mean max probability, ", 1.0, "")
 
 
 def averaging_less_confident(confidence, configuration: str) -> Claim:
@@ -572,13 +588,7 @@ def averaging_less_confident(confidence, configuration: str) -> Claim:
     test = f"{PAIRED}, each averaging method − SGD; yes if every interval < 0"
     others = [m for m in paper.METHODS if m != "sgd"]
     intervals = _pairs(confidence, "value", ((m, "sgd") for m in others))
-    reason = _untestable(intervals)
-    if reason is not None:
-        return decide("4.5", text, None, None, reason, test, "tested")
-    upper = max(iv.high for iv in intervals.values())
-    evidence = "mean max probability, " + _listing(intervals, scale=1.0, unit="")
-    evidence += _sign_status(intervals, False, upper < 0)
-    return decide("4.5", text, upper < 0, upper, evidence, test, "tested")
+    return _one_side("4.5", text, test, intervals, False, "mean max probability, ", 1.0, "")
 
 
 def detection_significant(auroc, configuration: str) -> Claim:
@@ -592,13 +602,7 @@ def detection_significant(auroc, configuration: str) -> Claim:
     )
     test = f"{PAIRED}, AUROC of each Langevin method − SGD; yes if every interval > 0"
     intervals = _pairs(auroc, "value", ((m, "sgd") for m in LANGEVIN))
-    reason = _untestable(intervals)
-    if reason is not None:
-        return decide("4.5", text, None, None, reason, test, "tested")
-    lower = min(iv.low for iv in intervals.values())
-    evidence = "AUROC, " + _listing(intervals, scale=1.0, unit="")
-    evidence += _sign_status(intervals, True, lower > 0)
-    return decide("4.5", text, lower > 0, lower, evidence, test, "tested")
+    return _one_side("4.5", text, test, intervals, True, "AUROC, ", 1.0, "")
 
 
 def out_of_distribution(metrics) -> list[Claim]:
