@@ -328,8 +328,6 @@ def _same_results(a: Path, b: Path, key: str) -> None:
         # SGD's and FSGD's configs are one run (one key), stored with the method that asked for
         # it first: the fill's trial or a run needing it as its transfer source (#27).
         record["config"].pop("method")
-        for window in record["metrics"].get("windows", {}).values():
-            window.get("robustness", {}).pop("seconds", None)  # the attacks' wall time
     for field in ("status", "config", "metrics", "divergence", "skipped", "notes"):
         assert first[field] == second[field], (key, field)
     with np.load(a / key / "predictions.npz") as x, np.load(b / key / "predictions.npz") as y:

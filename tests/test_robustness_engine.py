@@ -85,6 +85,8 @@ def test_a_window_stores_pgd_the_sweep_transfer_and_saturation(stored_pair):
     assert (transfer.threat == "transfer").all() and (transfer.attack == "PGD-3").all()
     assert [row["mode"] for row in record["saturation"]] == ["single", "per_sample", "predictive"]
     assert "table1/transfer/0.3" not in result.predictions  # only the source stores examples
+    timing = result.provenance["timing"]  # the attacks' wall time: provenance, not a result
+    assert "seconds" not in record and 0 < timing["robustness"] <= timing["window_eval"]
 
 
 def test_sgd_stores_its_examples_on_the_pixel_grid_inside_the_ball(stored_pair):

@@ -19,6 +19,7 @@ as diverged, so no metric is ever computed from them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from torch.func import functional_call
 from sgmcmc_paper.analysis import metrics
 from sgmcmc_paper.analysis.attacks import PER_SAMPLE_THREAT_MODELS, fgsm_predictive
 from sgmcmc_paper.analysis.metrics import PredictiveAverage
+from sgmcmc_paper.engine.monitor import Timer
 from sgmcmc_paper.engine.robustness import RobustnessPlan, evaluate
 from sgmcmc_paper.engine.rundata import RunData
 from sgmcmc_paper.protocol.config import Window
@@ -107,7 +109,9 @@ class EpochAverage:
 
 
 class WindowEvaluator:
-    """Accumulates one :class:`~sgmcmc_paper.protocol.config.Window`'s samples on its sets."""
+    """Accumulates one :class:`~sgmcmc_paper.protocol.config.Window`'s samples on its sets;
+    the robustness evaluation is timed as ``timer``'s phase ``robustness`` (the run's
+    ``provenance.timing.robustness``)."""
 
     def __init__(
         self,
@@ -115,9 +119,10 @@ class WindowEvaluator:
         data: RunData,
         fgsm_eps: tuple[float, ...],
         robustness: RobustnessPlan | None = None,
+        timer: Timer | None = None,
     ) -> None:
         self.window, self.data, self.fgsm_eps = window, data, fgsm_eps
-        self.robustness = robustness
+        self.robustness, self.timer = robustness, timer
         self.clean_sets = []
         if "test" in window.sets:
             self.clean_sets.append("test")
@@ -211,9 +216,10 @@ class WindowEvaluator:
                 attack = self.data.attack
                 models = [_bind(model, params) for params in self.snapshots]
                 batch = EVAL_BATCH.get(attack.x.device.type, DEFAULT_EVAL_BATCH)
-                out["robustness"], extra = evaluate(
-                    self.robustness, models, attack.x, attack.y, attack.index, w, batch
-                )
+                with self.timer("robustness") if self.timer is not None else nullcontext():
+                    out["robustness"], extra = evaluate(
+                        self.robustness, models, attack.x, attack.y, attack.index, w, batch
+                    )
                 arrays.update(extra)
         self.snapshots.clear()
         return out, arrays

@@ -244,7 +244,9 @@ class _Run:
 
             self.tracker = tracker_for(c, self.model, self.trainer.optimizer)
         plan = RobustnessPlan.from_config(c, transfer)
-        self.windows = {w.name: WindowEvaluator(w, self.data, c.fgsm_eps, plan) for w in c.windows}
+        self.windows = {
+            w.name: WindowEvaluator(w, self.data, c.fgsm_eps, plan, self.timer) for w in c.windows
+        }
         steps = _window_steps(c.windows, c.steps_per_epoch)
         self.window_steps = trajectory_window_steps(c, steps)  # none post hoc; cyclical: sampling
         self.posthoc_metrics: dict[str, Any] = {}  # what a post-hoc method adds to metrics

@@ -18,8 +18,10 @@ samples (:mod:`sgmcmc_paper.analysis.robustness` computes every table; book/meth
   window's samples on the PGD examples the SGD run of the same seed stored (``[]`` when there
   is none); ``transfer_source``: that run's key, or ``null``;
 - ``saturation``: rows of :func:`~sgmcmc_paper.analysis.robustness.saturation` (modes
-  ``single``, ``per_sample``, ``predictive``);
-- ``seconds``: the wall time of all of it.
+  ``single``, ``per_sample``, ``predictive``).
+
+Its wall time is not a result: ``provenance.timing.robustness`` holds it, every window's
+together (runs stored before held each window's here, as ``seconds``).
 
 The as-released SGD run of each seed (:func:`is_transfer_source`) also stores, in
 ``predictions.npz``,
@@ -32,7 +34,6 @@ have the same indices.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,7 +119,6 @@ def evaluate(
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """The ``robustness`` record of one window and its arrays (module docstring);
     ``models`` are the window's samples, oldest first, ``(x, y, index)`` its attacked images."""
-    start = time.perf_counter()
     n = min(plan.size, len(x))
     x, y, index = x[:n], y[:n], np.asarray(index[:n])
     models = list(models)
@@ -152,7 +152,6 @@ def evaluate(
         "transfer": transfer,
         "transfer_source": source,
         "saturation": _rows(saturation),
-        "seconds": round(time.perf_counter() - start, 3),
     }
     return record, arrays
 
