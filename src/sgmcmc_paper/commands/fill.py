@@ -84,6 +84,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="write the keys of the selected runs the store lacks to FILE, one a line",
     )
+    look.add_argument(
+        "--superseded",
+        action="store_true",
+        help="list the profile's stored test-set runs that no notebook or transfer attack needs "
+        "any more (a configuration or an evaluation changed since); sweep trials are kept",
+    )
+    look.add_argument(
+        "--retire-superseded",
+        action="store_true",
+        help="move those runs to results/superseded/<profile>/ (git ignores it; nothing is "
+        "deleted)",
+    )
     how = parser.add_argument_group("how to train")
     how.add_argument(
         "--engine",
@@ -148,6 +160,8 @@ def handle(args: argparse.Namespace) -> int:
     from sgmcmc_paper.protocol.profiles import get_profile
 
     profile = get_profile(args.profile)
+    if args.superseded or args.retire_superseded:
+        return _superseded(profile.name, retire=args.retire_superseded)
     engine = _engine(args)
     keys = _read_keys(args.keys) if args.keys is not None else None
     configs = select_configs(
@@ -173,6 +187,26 @@ def handle(args: argparse.Namespace) -> int:
         print_dry_run(profile.name, configs, device=args.device, verbose=args.verbose)
         return 0
     return _fill(args, configs, engine)
+
+
+def _superseded(profile: str, retire: bool) -> int:
+    from sgmcmc_paper.engine import orphans
+    from sgmcmc_paper.engine.fill import describe
+    from sgmcmc_paper.engine.store import load_result
+
+    runs = orphans.superseded_runs(profile)
+    for folder in runs:
+        try:
+            print(f"  {describe(load_result(folder).config)}")
+        except UserError as exc:  # a damaged run is listed (and retired) all the same
+            print(f"  {folder.name}: {exc}")
+    if not retire:
+        print(f"{len(runs)} superseded run(s) under {profile}; --retire-superseded moves them")
+        return 0
+    moved = orphans.retire(runs)
+    where = moved[0].parent if moved else "results/superseded"
+    print(f"{len(moved)} superseded run(s) moved to {where}")
+    return 0
 
 
 def _engine(args: argparse.Namespace) -> str:
