@@ -24,6 +24,15 @@ learning-rate schedule) only while a trial is predicted to fit in the budget. Th
 (best validation accuracy) goes to results/hparams/<profile>.json, which tuned runs and
 notebook 00 read.
 
+--cyclical tunes SGLD, pSGLD or KSGLD under the cyclical schedule of chapter 09 (Zhang et
+al.'s sgmcmc.CyclicalSchedule) on the same budget and walk: the cycle's peak rate, the cycles
+(1 2 4 8, from 4) and the fraction of each cycle exploring without noise (0.25 0.5 0.75, from
+0.5), each trial scored by its sampling-stage iterates over the whole run. The method's own
+constants (pSGLD's lambda and alpha, KSGLD's damping) are held at its selection, so run the
+plain search first. The selection is recorded as "paper/<method>+cyclical/<size>", which
+chapter 09's cyclical runs read, e.g.
+  sgmcmc sweep --profile paper --method sgld psgld ksgld --cyclical --train-size full
+
 --engine auto (the default) uses Ray when it is installed and runs the trials serially in
 this process otherwise (e.g. PYTHONPATH=src on a machine without the 'sweep' extra).
 
@@ -87,6 +96,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="with --engine processes: how many trials run at once (default: one per CPU)",
+    )
+    parser.add_argument(
+        "--cyclical",
+        action="store_true",
+        help="tune the samplers under the cyclical schedule of chapter 09 (rate, cycles, "
+        "exploration fraction); selections recorded as '<method>+cyclical'",
     )
     parser.add_argument(
         "--budget-walk",
@@ -155,6 +170,7 @@ def handle(args: argparse.Namespace) -> int:
         device=args.device,
         progress=args.verbose,
         bracket=not args.budget_walk,
+        cyclical=args.cyclical,
     )
     from sgmcmc_paper.protocol.hparams import hparams_path
 

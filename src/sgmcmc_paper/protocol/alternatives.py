@@ -9,11 +9,12 @@ Every run is the paper convention "as described"
 - ``alternatives``: ``ensemble`` (the profile's ``ensemble_size`` SGD members) and ``laplace``
   (the K-FAC Laplace posterior around SGD, ``laplace_samples`` draws), at SGD's rate, every
   window evaluated after the last epoch (:mod:`sgmcmc_paper.engine.alternatives`);
-- ``cyclical``: SGLD, pSGLD and KSGLD under Zhang et al.'s schedule, with the sweep's
-  selection for ``<method>+cyclical`` (:data:`CYCLICAL_SUFFIX`; ``cycles``,
-  ``cycle_exploration``, ``lr``) where there is one, else the profile's ``cycles``, half of
-  each cycle exploring and the method's rate. Their windows span the whole run (the samples of
-  every cycle's sampling stage, about as many as the profile's ``table1`` window holds).
+- ``cyclical``: SGLD, pSGLD and KSGLD under Zhang et al.'s schedule, with the selection of
+  ``sgmcmc sweep --cyclical`` for ``<method>+cyclical`` (:data:`CYCLICAL_SUFFIX`; ``lr``,
+  ``cycles``, ``cycle_exploration`` and the method constants its trials held fixed) where there
+  is one, else the profile's ``cycles``, half of each cycle exploring and the method's rate.
+  Their windows span the whole run (the samples of every cycle's sampling stage, about as many
+  as the profile's ``table1`` window holds; :func:`spanning_windows`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ LABELS = ("as described", "alternatives", "cyclical")
 
 
 def cyclical_fields(profile: str, method: str) -> dict[str, Any]:
-    """``cycles``, ``cycle_exploration`` (and ``lr`` when selected) of a cyclical ``method``."""
+    """``cycles``, ``cycle_exploration`` and ``lr_decay = 1`` of a cyclical ``method``, with
+    the ``<method>+cyclical`` selection's fields where there is one (``lr``, ``cycles``,
+    ``cycle_exploration`` and the method constants its trials held fixed, e.g. pSGLD's ``λ``
+    and ``α``: the run is then the selected trial's configuration at the profile's length)."""
     prof = get_profile(profile)
     fields: dict[str, Any] = {
         "cycles": prof.cycles,
@@ -53,16 +57,38 @@ def spanning_windows(prof: Profile, probe: RunConfig) -> tuple[Window, ...]:
     """The profile's windows spread over the whole run: samples as far apart as leaves about
     the smallest window's count (``table1``'s: 50 at the paper profile; at least 3) in
     sampling stages, ending at the last step."""
-    target = max(3, min(w.samples or 1 for w in probe.windows))
-    total, cycles, exploration = probe.total_steps, probe.cycles, probe.cycle_exploration
-    every = max(1, math.floor(total * (1 - exploration) / target))
-    while every > 1 and _kept(total, every, cycles, exploration) < target:
-        every -= 1
-    samples = total // every
+    samples, every = _spacing(probe, probe.windows)
     return tuple(
         Window(w.name, samples=samples, every=every, end_epoch=probe.epochs, sets=w.sets)
         for w in prof.windows
     )
+
+
+#: The window a cyclical sweep trial is scored by (:func:`sampling_window`).
+SAMPLING_WINDOW = "sampling"
+
+
+def sampling_window(prof: Profile, probe: RunConfig) -> Window:
+    """The window that scores a cyclical sweep trial (``probe``: the trial's cyclical config):
+    spaced over the whole run as :func:`spanning_windows` spaces chapter 09's (against the
+    profile's windows fitted to the trial's length), evaluated on the test set alone (the
+    validation split in a trial), so that the search selects by the predictive its runs use:
+    the sampling-stage iterates of every cycle."""
+    fitted = prof.windows_for(probe.epochs, probe.num_train, probe.batch_size)
+    samples, every = _spacing(probe, fitted)
+    return Window(SAMPLING_WINDOW, samples=samples, every=every, end_epoch=probe.epochs,
+                  sets=("test",))  # fmt: skip
+
+
+def _spacing(probe: RunConfig, windows: Iterable[Window]) -> tuple[int, int]:
+    """``(samples, every)`` of a window ending at ``probe``'s last step that keeps about the
+    smallest of ``windows``' sample counts (at least 3) in sampling stages."""
+    target = max(3, min(w.samples or 1 for w in windows))
+    total, cycles, exploration = probe.total_steps, probe.cycles, probe.cycle_exploration
+    every = max(1, math.floor(total * (1 - exploration) / target))
+    while every > 1 and _kept(total, every, cycles, exploration) < target:
+        every -= 1
+    return total // every, every
 
 
 def _kept(total: int, every: int, cycles: int, exploration: float) -> int:

@@ -45,11 +45,12 @@ smallMNIST selections made before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from sgmcmc.samplers.base import CONVENTIONS
+from sgmcmc.schedules import sampling_stage
 from sgmcmc_paper.protocol.config import RunConfig
 from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS, METHODS, SGD_METHODS
 
@@ -82,11 +83,14 @@ class Axis:
 
 @dataclass(frozen=True)
 class Grid:
-    """The ordered axes of one method and convention; ``axes[0]`` is the learning rate."""
+    """The ordered axes of one method and convention; ``axes[0]`` is the learning rate.
+    ``admits``: which points a trial can run (``None``: all; e.g. :class:`EndsSampling`), so
+    that the walks neither try nor extend to the others."""
 
     method: str
     convention: str
     axes: tuple[Axis, ...]
+    admits: Callable[[dict[str, Any]], bool] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.axes or self.axes[0].name != "lr":
@@ -107,6 +111,10 @@ class Grid:
         """Points the walk can visit at most: the rates, plus each further axis' other values."""
         return len(self.axes[0].values) + sum(len(a.values) - 1 for a in self.axes[1:])
 
+    def admissible(self, fields: dict[str, Any]) -> bool:
+        """Whether a trial can run the point ``fields`` (``admits``)."""
+        return self.admits is None or self.admits(fields)
+
     def axis_name(self, stage: int) -> str:
         return self.axes[stage].name
 
@@ -123,10 +131,11 @@ class Grid:
         base = self.defaults() if stage == 0 else dict(incumbent or {})
         if stage and not incumbent:
             raise ValueError(f"stage {stage} needs the incumbent fields")
+        points = [{**base, axis.name: value} for value in axis.walk_order()]
         return [
-            {**base, axis.name: value}
-            for value in axis.walk_order()
-            if stage == 0 or value != base[axis.name]
+            point
+            for point in points
+            if (stage == 0 or point[axis.name] != base[axis.name]) and self.admissible(point)
         ]
 
 
@@ -201,19 +210,48 @@ CYCLES = (1, 2, 4, 8)
 CYCLE_EXPLORATION = (0.25, 0.5, 0.75)
 
 
-def cyclical_grid(method: str, convention: str, num_train: int) -> Grid:
-    """The search space of ``method`` under :class:`sgmcmc.CyclicalSchedule` (notebook 09): its
-    rates (:func:`learning_rates`, the cycle's peak), then ``cycles`` from 4 and
-    ``cycle_exploration`` from 0.5. Its selection is recorded as ``<method>+cyclical``
-    (:data:`sgmcmc_paper.protocol.alternatives.CYCLICAL_SUFFIX`)."""
+def cyclical_grid(
+    method: str, convention: str, num_train: int, *, total_steps: int | None = None
+) -> Grid:
+    """The search space of ``method`` under :class:`sgmcmc.CyclicalSchedule` (notebook 09;
+    ``sgmcmc sweep --cyclical``): its rates (:func:`learning_rates`, the cycle's peak), then
+    ``cycles`` from 4 and ``cycle_exploration`` from 0.5. Its selection is recorded as
+    ``<method>+cyclical`` (:data:`sgmcmc_paper.protocol.alternatives.CYCLICAL_SUFFIX`).
+
+    ``total_steps``: the trial's steps. Only the cycles after which the run's last step is in a
+    sampling stage at every exploration fraction of the grid are kept (a cycle is
+    ``ceil(K/M)`` steps, so the last one may be cut short: 8 cycles of 98 steps end 6 steps
+    into a 13-step cycle, still exploring), the default lowered to the largest kept up to 4,
+    and the grid admits only such points (:class:`EndsSampling`: the walk extends no axis
+    beyond them). A paper trial (980 steps) keeps them all; a ci trial on 2,000 images (4
+    steps) only 1."""
     if method not in LANGEVIN_METHODS:
         raise ValueError(f"a cyclical schedule needs a sampler ({', '.join(LANGEVIN_METHODS)})")
+    cycles = tuple(
+        c
+        for c in CYCLES
+        if total_steps is None
+        or all(sampling_stage(total_steps, total_steps, c, e) for e in CYCLE_EXPLORATION)
+    ) or (1,)
     return Grid(
         method,
         convention,
         (
             learning_rates(method, convention, num_train),
-            Axis("cycles", CYCLES, 4),
+            Axis("cycles", cycles, max(c for c in cycles if c <= 4 or c == cycles[0])),
             Axis("cycle_exploration", CYCLE_EXPLORATION, 0.5),
         ),
+        admits=None if total_steps is None else EndsSampling(total_steps),
     )
+
+
+@dataclass(frozen=True)
+class EndsSampling:
+    """Admits the cyclical points whose run of ``total_steps`` ends in a sampling stage: a
+    trial's window ends at its last step, so only those can run (a picklable predicate)."""
+
+    total_steps: int
+
+    def __call__(self, fields: dict[str, Any]) -> bool:
+        steps = self.total_steps
+        return sampling_stage(steps, steps, fields["cycles"], fields["cycle_exploration"])

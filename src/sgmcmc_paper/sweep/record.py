@@ -11,6 +11,12 @@ profile)::
 ``selected`` holds, per sweep, the winning trial's swept fields (run-config names) and, for
 KSGLD, the K-FAC damping mode its trials ran with (``kfac_damping_mode``: a rate tuned with one
 mode is not a tuned rate for the other); a sweep without a successful trial removes its entry.
+A search under the cyclical schedule (``sgmcmc sweep --cyclical``) is keyed
+``<convention>/<method>+cyclical/<size>``
+(:data:`~sgmcmc_paper.protocol.alternatives.CYCLICAL_SUFFIX`, read by
+:func:`~sgmcmc_paper.protocol.alternatives.cyclical_fields`), its sweep entry says
+``"schedule": "cyclical"``, and its selection also holds the method constants its trials held
+fixed (pSGLD's ``λ``, ``α``, KSGLD's damping: the method's selection when the search ran).
 A sweep entry may carry ``flags``: one-line notes on how far its selection can be trusted
 (:func:`selection_flags`), e.g. :data:`KSGLD_EXACT_FLAG` on the KSGLD selections searched before
 the mode was recorded. Each write re-reads the file under a lock and
@@ -31,6 +37,7 @@ from typing import Any
 from sgmcmc_paper.engine.locks import file_lock
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import results_dir
+from sgmcmc_paper.protocol.alternatives import CYCLICAL_SUFFIX
 from sgmcmc_paper.protocol.hparams import hparams_path, selection_key
 from sgmcmc_paper.sweep.walk import Trial, Walk, point_of, ranked_points
 
@@ -52,6 +59,7 @@ class SweepResult:
     """One finished sweep: a method and convention at one profile and training size.
 
     ``reference_s`` is the SGD reference run's wall time; ``budget`` is in multiples of it.
+    ``cyclical``: the method under the cyclical schedule (module docstring).
     """
 
     profile: str
@@ -64,10 +72,12 @@ class SweepResult:
     reference: dict[str, Any]
     walk: Walk
     engine: str
+    cyclical: bool = False
 
     @property
     def key(self) -> str:
-        return selection_key(self.method, self.convention, self.train_size)
+        method = self.method + (CYCLICAL_SUFFIX if self.cyclical else "")
+        return selection_key(method, self.convention, self.train_size)
 
     @property
     def reference_s(self) -> float:
@@ -98,11 +108,13 @@ class SweepResult:
 
     def fixed(self, trial: Trial | None = None) -> dict[str, Any]:
         """The :data:`RECORDED_FIXED` fields of ``trial`` (default the first), as its run had
-        them."""
-        names = RECORDED_FIXED.get(self.method, ())
+        them; for a cyclical search also every method field its trials held fixed."""
+        held = {k: v for k, v in self.walk.fixed.items() if k != "train_size"}
+        held = held if self.cyclical else {}
+        names = [name for name in RECORDED_FIXED.get(self.method, ()) if name not in held]
         trial = trial or (self.walk.trials[0] if self.walk.trials else None)
         if not names or trial is None:
-            return {}
+            return held
         from sgmcmc_paper.sweep.trial import trial_config
 
         fields = {
@@ -113,7 +125,7 @@ class SweepResult:
             "train_size": self.train_size,
         }
         config = trial_config(self.profile, fields)
-        return {name: getattr(config, name) for name in names}
+        return {**held, **{name: getattr(config, name) for name in names}}
 
     @property
     def recomputed(self) -> int:
@@ -189,6 +201,7 @@ class SweepResult:
         best = self.selected
         return {
             "method": self.method,
+            **({"schedule": "cyclical"} if self.cyclical else {}),
             "convention": self.convention,
             "dataset": "mnist",
             "evaluate_on": "validation",

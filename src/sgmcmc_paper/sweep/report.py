@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sgmcmc_paper.protocol.alternatives import CYCLICAL_SUFFIX
 from sgmcmc_paper.sweep.record import SweepResult, load_sweeps
 
 _FIRST = ["sweep", "method", "convention", "train_size", "index", "stage", "axis"]
@@ -15,7 +16,8 @@ def trial_table(source: str | Iterable[SweepResult] | Mapping[str, Any]):
     """Every trial of the given sweeps, one row each, as a pandas DataFrame.
 
     ``source``: a profile name (its ``results/hparams/<profile>.json``), sweep results, or a
-    file's ``sweeps`` mapping. Columns: the sweep key, method, convention, training size,
+    file's ``sweeps`` mapping. Columns: the sweep key, method (``<method>+cyclical`` for a
+    search under the cyclical schedule), convention, training size,
     trial index, stage and the axis it tuned, the swept fields (``lr``, ``lr_decay``, ...),
     then status, validation accuracy and NLL, compute (s), whether it was loaded from the store,
     whether it is the selected trial, and the reason of a failure.
@@ -27,6 +29,7 @@ def trial_table(source: str | Iterable[SweepResult] | Mapping[str, Any]):
     for key, sweep in sweeps.items():
         for trial in sweep["trials"]:
             row = {"sweep": key, "train_size": sweep["num_train"], **trial}
+            row["method"] = _method(sweep)
             row["selected"] = trial["index"] == sweep["selected_trial"]
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -54,7 +57,7 @@ def axis_table(source: str | Iterable[SweepResult] | Mapping[str, Any]):
         chosen = trials[trials["index"] == sweep["selected_trial"]]
         for axis in axes:
             values = sorted(trials[axis].dropna().unique())
-            row = {"sweep": key, "method": sweep["method"], "axis": axis}
+            row = {"sweep": key, "method": _method(sweep), "axis": axis}
             row.update(tried=len(values), low=values[0], high=values[-1])
             if len(chosen):
                 best = chosen.iloc[0]
@@ -113,6 +116,12 @@ def recorded_search(profile: str, train: bool = True) -> tuple[dict[str, Any], l
         if selection_key(method, "paper", None) not in sweeps
     ]
     return sweeps, missing
+
+
+def _method(sweep: Mapping[str, Any]) -> str:
+    """The method a sweep tuned, ``<method>+cyclical`` under the cyclical schedule."""
+    cyclical = sweep.get("schedule") == "cyclical"
+    return sweep["method"] + (CYCLICAL_SUFFIX if cyclical else "")
 
 
 def _sweeps(source: str | Iterable[SweepResult] | Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,15 @@ paper convention the trials are the "as described" configuration
 (:func:`sgmcmc_paper.protocol.profiles.as_described`: Li et al.'s pSGLD average, KSGLD's
 updated, factor-damped K-FAC): :func:`described_fields`.
 
+``cyclical=True`` (``sgmcmc sweep --cyclical``) tunes SGLD, pSGLD or KSGLD under Zhang et al.'s
+cyclical schedule (:class:`sgmcmc.CyclicalSchedule`, chapter 09) on the same budget and walk: the
+grid is :func:`~sgmcmc_paper.sweep.grids.cyclical_grid` (the cycle's peak rate, ``cycles``,
+``cycle_exploration``), the trials hold the method's constants where chapter 09's runs take them
+(:func:`cyclical_fixed`: its "as described" configuration with the method's own selection) and
+are scored by their sampling-stage iterates (:mod:`sgmcmc_paper.sweep.trial`), and the selection
+is recorded as ``<method>+cyclical`` (:mod:`sgmcmc_paper.sweep.record`). Run it after the
+method's own search: its constants are read when its walk starts.
+
 Resuming: every trial is a stored run, so rerunning an interrupted sweep loads the finished
 trials (counting the compute they cost when they ran) and trains only the rest.
 """
@@ -30,9 +39,10 @@ from typing import Any
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import data_dir, results_dir
 from sgmcmc_paper.protocol.config import RunConfig
+from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS
 from sgmcmc_paper.protocol.profiles import get_profile
 from sgmcmc_paper.sweep.engines import ENGINES, RayOptions, run_engine
-from sgmcmc_paper.sweep.grids import Axis, Grid, grid_for
+from sgmcmc_paper.sweep.grids import Axis, Grid, cyclical_grid, grid_for
 from sgmcmc_paper.sweep.plan import Plan
 from sgmcmc_paper.sweep.record import SweepResult, write_results
 from sgmcmc_paper.sweep.trial import RunTrial, trial_config
@@ -60,6 +70,7 @@ def run_sweep(
     trial: TrialFn | None = None,
     write: bool = True,
     bracket: bool = True,
+    cyclical: bool = False,
 ) -> list[SweepResult]:
     """Tune ``methods`` in ``convention`` at ``profile``; returns one result per (size, method).
 
@@ -77,6 +88,8 @@ def run_sweep(
             default the run engine (:class:`sgmcmc_paper.sweep.trial.RunTrial`). Tests plant theirs.
         write: merge each selection into ``results/hparams/<profile>.json``.
         bracket: the bracketing walk (module docstring); ``False``: the budgeted walk.
+        cyclical: tune the samplers under the cyclical schedule (module docstring); the
+            selections are recorded as ``<method>+cyclical``.
     """
     prof = get_profile(profile)
     methods = list(dict.fromkeys(methods))
@@ -97,6 +110,8 @@ def run_sweep(
     }
     for method in methods:
         grid_for(method, convention, 1)  # unknown methods fail before anything runs
+    if cyclical:
+        _check_cyclical(methods, convention)
     if trial is None:
         root, data = str(results_dir().resolve()), str(data_dir().resolve())
         trial = RunTrial(prof.name, root, data, device=device, progress=progress)
@@ -108,23 +123,30 @@ def run_sweep(
     def method_walk(method: str, size: int | None, reference: Walk) -> Callable[[], Walk]:
         def make() -> Walk:
             reference_s = _reference_outcome(reference)["compute_s"]
-            fixed = described_fields(method, convention, prof.name)
-            grid = grid_for(
-                method,
-                convention,
-                num_train[size],
-                schedule=not bracket,
-                psgld_average=fixed.get("psgld_average"),
-            )
-            fixed = {k: v for k, v in fixed.items() if k not in grid}
             probe = trial_config(prof.name, {"method": method, "train_size": size})
+            if cyclical:
+                fixed, source = cyclical_fixed(method, prof.name, size)
+                steps = probe.total_steps
+                grid = cyclical_grid(method, convention, num_train[size], total_steps=steps)
+                held = ", ".join(f"{k}={v}" for k, v in fixed.items()) or "none"
+                say(f"{method}+cyclical: method constants held fixed: {held} ({source})")
+            else:
+                fixed = described_fields(method, convention, prof.name)
+                grid = grid_for(
+                    method,
+                    convention,
+                    num_train[size],
+                    schedule=not bracket,
+                    psgld_average=fixed.get("psgld_average"),
+                )
+            fixed = {k: v for k, v in fixed.items() if k not in grid}
             walk = Walk(
                 grid,
                 budget_s=budget * reference_s,
                 expected_s=reference_s,
                 max_trials=max_trials,
                 fixed={"train_size": size, **fixed},
-                log=lambda line: say(f"{method}: {line}"),
+                log=lambda line: say(f"{method}{'+cyclical' if cyclical else ''}: {line}"),
                 bracket=bracket,
                 noise_n=(probe.test_size or VALIDATION_SIZE) if bracket else None,
             )
@@ -148,6 +170,7 @@ def run_sweep(
             reference=_reference_outcome(reference_of[id(walk)]),
             walk=walk,
             engine=engine,
+            cyclical=cyclical,
         )
         if write:
             write_results([result])
@@ -183,14 +206,57 @@ def described_fields(method: str, convention: str, profile: str) -> dict[str, An
 
     described = as_described(method, profile, tuned=False)
     plain = trial_config(profile, {"method": method})
-    names = [
-        f.name for f in dataclasses.fields(RunConfig) if f.name.startswith(("psgld_", "kfac_"))
-    ]
+    names = [f.name for f in dataclasses.fields(RunConfig) if f.name.startswith(METHOD_FIELDS)]
     return {
         name: getattr(described, name)
         for name in names
         if getattr(described, name) != getattr(plain, name)
     }
+
+
+def cyclical_fixed(method: str, profile: str, train_size: int | None) -> tuple[dict[str, Any], str]:
+    """The method fields (``psgld_*``, ``kfac_*``) a cyclical search holds fixed, and where
+    they come from: those of chapter 09's cyclical run, the "as described" configuration with
+    the method's own selection at ``train_size`` (pSGLD's ``λ`` and ``α``, KSGLD's damping),
+    where they differ from a plain config or the selection names them; the described defaults
+    while that selection is missing (said: e.g. Li et al.'s ``λ = 1e-5`` may start pSGLD at
+    chance)."""
+    from sgmcmc_paper.protocol.hparams import selection_key, tuned_overrides
+    from sgmcmc_paper.protocol.profiles import as_described
+
+    hparams = get_profile(profile).hparams
+    key = selection_key(method, "paper", train_size)
+    selection = tuned_overrides(hparams, method, "paper", train_size)
+    described = as_described(method, profile, train_size=train_size)
+    plain = trial_config(profile, {"method": method, "train_size": train_size})
+    names = [f.name for f in dataclasses.fields(RunConfig) if f.name.startswith(METHOD_FIELDS)]
+    fixed = {
+        name: getattr(described, name)
+        for name in names
+        if getattr(described, name) != getattr(plain, name) or name in (selection or {})
+    }
+    source = (
+        f"the selection {key} of {hparams}.json"
+        if selection is not None
+        else f"no selection {key} in {hparams}.json yet: the described defaults; run "
+        f"`sgmcmc sweep --method {method}` first"
+    )
+    return fixed, source
+
+
+def _check_cyclical(methods: list[str], convention: str) -> None:
+    """One-line errors for what a cyclical search cannot tune."""
+    plain = [m for m in methods if m not in LANGEVIN_METHODS]
+    if plain:
+        raise UserError(
+            f"--cyclical tunes a sampler's cyclical schedule and {', '.join(plain)} has none: "
+            f"drop it from --method (e.g. --method {' '.join(LANGEVIN_METHODS)} --cyclical)"
+        )
+    if convention != "paper":
+        raise UserError(
+            "--cyclical searches the paper convention (chapter 09's runs): drop --convention "
+            f"{convention}"
+        )
 
 
 def _reference_outcome(reference: Walk) -> dict[str, Any]:

@@ -6,7 +6,12 @@ train/validation split (or their first ``train_size``) and is scored on the 10,0
 images (never the test set), it lasts the profile's ``sweep_epochs``, and it records neither
 traces nor averaging windows (the score needs neither). Its score is the last epoch's
 accuracy: of the predictive averaged over that epoch's samples (one every ``eval_every``
-steps) for FSGD and the Langevin methods, of the final model for SGD.
+steps) for FSGD and the Langevin methods, of the final model for SGD. A trial under a cyclical
+schedule (``cycles`` set: ``sgmcmc sweep --cyclical``) has ``lr_decay = 1`` and one window
+instead, :func:`~sgmcmc_paper.protocol.alternatives.sampling_window`, over the whole run and
+on the validation images alone, and is scored by its averaged predictive: the sampling-stage
+iterates of every cycle, the predictive chapter 09's cyclical runs use (the last epoch's
+average would mix in exploration-stage iterates).
 
 Every trial's result lands in the store under its key, so a rerun loads it instead of
 training again, on whatever machine made it; its compute is the wall time stored with it.
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sgmcmc_paper.protocol.alternatives import SAMPLING_WINDOW, sampling_window
 from sgmcmc_paper.protocol.config import RunConfig
 
 
@@ -35,14 +41,12 @@ def trial_config(profile: str, fields: dict[str, Any]) -> RunConfig:
 
     fields = dict(fields)
     prof = get_profile(profile)
-    return prof.config(
-        fields.pop("method"),
-        evaluate_on="validation",
-        epochs=prof.sweep_epochs,
-        windows=(),
-        trace_every=0,
-        **fields,
-    )
+    method = fields.pop("method")
+    sizes = {"evaluate_on": "validation", "epochs": prof.sweep_epochs, "trace_every": 0}
+    config = prof.config(method, windows=(), **sizes, **fields)
+    if config.cycles is None:
+        return config
+    return prof.config(method, windows=(sampling_window(prof, config),), **sizes, **fields)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class RunTrial:
         result = run_or_load(config, device=self.device, progress=self.progress, root=root)
         last = result.metrics["epochs"][-1] if result.metrics["epochs"] else {}
         score = last.get("single" if config.method == "sgd" else "averaged", {})
+        if config.cycles is not None:
+            window = result.metrics.get("windows", {}).get(SAMPLING_WINDOW, {})
+            score = window.get("sets", {}).get("test", {}).get("averaged", {})
         divergence = result.divergence or {}
         return {
             "status": "ok" if result.status == "complete" else "diverged",

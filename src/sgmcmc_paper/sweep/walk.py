@@ -35,10 +35,14 @@ values tried around it:
   the two neighbours (in the axis' sorted values) of its value on the stage's axis, until the
   best point has both neighbours tried in that slice (the other fields equal). A best value at
   the end of the axis' values extends the axis by one value beyond it (a geometric step: the
-  ratio of the last two values; for decay constants in ``(0, 1)`` the ratio of ``1 − value``),
+  ratio of the last two values; for decay constants in ``(0, 1)`` the ratio of ``1 − value``;
+  for a fraction in ``(0, 1)``, of ``value`` downwards and of ``1 − value`` upwards; for a
+  count, rounded, never below 1),
   at most ``max_extensions`` times per axis (then the walk notes that the value sits at its
-  range's edge). After the last stage every axis is checked again at the final best point and
-  any missing neighbour is tried.
+  range's edge). A neighbour the grid does not admit (:meth:`Grid.admissible
+  <sgmcmc_paper.sweep.grids.Grid.admissible>`: e.g. a cyclical trial that would end exploring)
+  is not tried, so the value next to it sits at the edge of its range. After the last stage
+  every axis is checked again at the final best point and any missing neighbour is tried.
 - *Seeds.* When the best two points' accuracies differ by less than two standard errors of a
   difference of two accuracies on ``noise_n`` validation images
   (``2·sqrt(p₁(1 − p₁)/n + p₂(1 − p₂)/n)``, the binomial part of seed noise), both are run
@@ -185,6 +189,11 @@ def select(trials: list[Trial]) -> Trial | None:
 
 #: Axes whose values are decay constants in ``(0, 1]``: extended in ``1 − value``.
 DECAY_AXES = ("lr_decay", "psgld_alpha", "kfac_ema_decay")
+#: Axes whose values are fractions in ``(0, 1)``: extended downwards in ``value``, upwards in
+#: ``1 − value`` (a cyclical schedule's exploration fraction).
+FRACTION_AXES = ("cycle_exploration",)
+#: Axes whose values are counts (integers from 1): extended by rounded geometric steps.
+COUNT_AXES = ("cycles",)
 
 
 @dataclass
@@ -335,23 +344,31 @@ class Walk:
                     continue
                 j = index + 1 if step > 0 else 0
                 index += step < 0  # a value was put in front
-            if repr(values[j]) not in tried:
-                points.append({**base, axis.name: values[j]})
+            point = {**base, axis.name: values[j]}
+            if repr(values[j]) not in tried and self.grid.admissible(point):
+                points.append(point)
         self._label = (stage, axis.name)
         return points
 
     def _extend(self, name: str, values: list[Any], upward: bool) -> bool:
         """Add one value beyond the end of ``values`` (module docstring); ``False`` at the
-        cap or at the edge of the axis' domain (a decay constant of 1, a value of 0)."""
+        cap or at the edge of the axis' domain (a decay constant or fraction of 1, a value of
+        0, a count of 1; an axis of one value has no step)."""
+        if len(values) < 2:
+            return False
         edge, inner = (values[-1], values[-2]) if upward else (values[0], values[1])
-        decay = name in DECAY_AXES
+        decay = name in DECAY_AXES or (name in FRACTION_AXES and upward)
         a, b = (1 - edge, 1 - inner) if decay else (edge, inner)
         used = self._extended.get(name, 0)
         if used >= self.max_extensions or a <= 0 or b <= 0:
             return False
         new = a * a / b
-        new = float(f"{(1 - new if decay else new):.6g}")
-        if new in values or (decay and not 0 < new < 1):
+        if name in COUNT_AXES:
+            new = round(new)
+        else:
+            new = float(f"{(1 - new if decay else new):.6g}")
+        unit = decay or name in FRACTION_AXES
+        if new in values or (unit and not 0 < new < 1) or (name in COUNT_AXES and new < 1):
             return False
         self._extended[name] = used + 1
         values.insert(len(values) if upward else 0, new)
