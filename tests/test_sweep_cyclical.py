@@ -20,10 +20,11 @@ from sgmcmc_paper.protocol.alternatives import (
     cyclical_fields,
 )
 from sgmcmc_paper.protocol.profiles import get_profile
-from sgmcmc_paper.sweep import run_sweep, trial_table
+from sgmcmc_paper.sweep import plot_sweep, run_sweep, trial_table
 from sgmcmc_paper.sweep.engines import run_serial
 from sgmcmc_paper.sweep.grids import Axis, Grid, cyclical_grid
 from sgmcmc_paper.sweep.plan import Plan
+from sgmcmc_paper.sweep.report import axis_table
 from sgmcmc_paper.sweep.trial import trial_config
 from sgmcmc_paper.sweep.walk import Walk
 
@@ -184,6 +185,14 @@ def test_chapter_09_runs_the_selection_with_the_constants_its_trials_held(result
         assert axes["cycles"]["tried"] == [1]
         assert result.walk.notes == ["cycles=1 sits at the edge of its range"]
 
+    table = axis_table("ci")  # notebook 00's tables and plot tell the two searches apart
+    assert set(table["method"]) == {"psgld", "sgld+cyclical", "psgld+cyclical"}
+    cyclical = table[table["method"] == "sgld+cyclical"].set_index("axis")
+    assert list(cyclical.index) == ["lr", "cycles", "cycle_exploration"]
+    assert cyclical["inside"].tolist() == [True, False, True]
+    legend = plot_sweep(trial_table("ci")).axes[0].get_legend().get_texts()
+    assert sorted(t.get_text() for t in legend) == ["psgld", "psgld+cyclical", "sgld+cyclical"]
+
     after = alternatives_configs("ci", [0])
     for method, choice in [("sgld", selected["paper/sgld+cyclical/2000"]),
                            ("psgld", selected["paper/psgld+cyclical/2000"])]:  # fmt: skip
@@ -230,3 +239,24 @@ def test_a_tiny_real_cyclical_search_scores_the_sampling_window(results):
         window = stored.metrics["windows"][SAMPLING_WINDOW]
         assert trial.outcome.val_accuracy == window["sets"]["test"]["averaged"]["accuracy"]
         assert (window["samples"], window["steps"]) == (2, [3, 4])  # steps 1, 2 explore
+
+
+def test_a_selection_searched_on_longer_trials_fits_a_shorter_run(results):
+    """The quick profile reads the paper's selection with 236-step runs: 16 cycles at β = 0.75
+    would end its run exploring (cycles of 15 steps, the last cut to 11), so chapter 09 runs the
+    most cycles below that end in a sampling stage (14); the rate and β stay as selected."""
+    from sgmcmc_paper.protocol.alternatives import fitted_cycles
+    from sgmcmc_paper.protocol.hparams import hparams_path
+
+    assert fitted_cycles(236, 16, 0.75) == 14 and fitted_cycles(236, 8, 0.5) == 8
+    assert fitted_cycles(1, 4, 0.5) == 1  # nothing fits: one cycle, which the config refuses
+    choice = {"lr": 0.06, "cycles": 16, "cycle_exploration": 0.75}
+    path = hparams_path("paper")
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps({"profile": "paper", "selected": {"paper/sgld+cyclical/full": choice}})
+    )
+    config = alternatives_configs("quick", [0])[("cyclical", "sgld", 0)]
+    assert config.total_steps == 236
+    assert (config.lr, config.cycles, config.cycle_exploration) == (0.06, 14, 0.75)
+    assert sampling_stage(236, 236, 14, 0.75) and not sampling_stage(236, 236, 16, 0.75)

@@ -12,9 +12,12 @@ Every run is the paper convention "as described"
 - ``cyclical``: SGLD, pSGLD and KSGLD under Zhang et al.'s schedule, with the selection of
   ``sgmcmc sweep --cyclical`` for ``<method>+cyclical`` (:data:`CYCLICAL_SUFFIX`; ``lr``,
   ``cycles``, ``cycle_exploration`` and the method constants its trials held fixed) where there
-  is one, else the profile's ``cycles``, half of each cycle exploring and the method's rate.
-  Their windows span the whole run (the samples of every cycle's sampling stage, about as many
-  as the profile's ``table1`` window holds; :func:`spanning_windows`).
+  is one, else the profile's ``cycles``, half of each cycle exploring and the method's rate;
+  where the run is too short for the selected cycles to end in a sampling stage (a selection
+  searched on 980 steps read by the quick profile's 236), the most cycles below that do
+  (:func:`fitted_cycles`). Their windows span the whole run (the samples of every cycle's
+  sampling stage, about as many as the profile's ``table1`` window holds;
+  :func:`spanning_windows`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ def cyclical_fields(profile: str, method: str) -> dict[str, Any]:
     fields.update(selected or {})
     fields["lr_decay"] = 1.0  # the schedule sets the rate
     return fields
+
+
+def fitted_cycles(total_steps: int, cycles: int, exploration: float) -> int:
+    """The most cycles up to ``cycles`` after which a run of ``total_steps`` ends in a sampling
+    stage (a cycle is ``ceil(K/M)`` steps, so the last may be cut short), at least 1."""
+    fits = (
+        c for c in range(cycles, 0, -1) if sampling_stage(total_steps, total_steps, c, exploration)
+    )
+    return next(fits, 1)
 
 
 def spanning_windows(prof: Profile, probe: RunConfig) -> tuple[Window, ...]:
@@ -124,7 +136,10 @@ def alternatives_configs(profile: str, seeds: Iterable[int]) -> dict[tuple, RunC
             )
         for method in LANGEVIN_METHODS:
             fields = cyclical_fields(profile, method)
-            ends = final_windows(prof, as_described(method, profile, seed=seed))
+            plain = as_described(method, profile, seed=seed)
+            exploring = fields["cycle_exploration"]
+            fields["cycles"] = fitted_cycles(plain.total_steps, fields["cycles"], exploring)
+            ends = final_windows(prof, plain)
             probe = as_described(method, profile, seed=seed, windows=ends, **fields)
             fields["windows"] = spanning_windows(prof, probe)
             configs[("cyclical", method, seed)] = as_described(method, profile, seed=seed, **fields)

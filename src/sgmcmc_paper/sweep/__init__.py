@@ -3,8 +3,9 @@
 ``run_sweep(["sgld"], convention="paper", profile="paper")`` (or ``sgmcmc sweep``) tunes a
 method on MNIST's validation split with a budget of ``k×`` the SGD training time and writes
 the selection to ``results/hparams/<profile>.json``; tuned runs read it
-(:mod:`sgmcmc_paper.protocol.hparams`). :func:`trial_table` and :func:`plot_sweep` show what a
-sweep tried.
+(:mod:`sgmcmc_paper.protocol.hparams`). With ``cyclical=True`` (``sgmcmc sweep --cyclical``) it
+tunes the samplers under chapter 09's cyclical schedule, selections ``<method>+cyclical``.
+:func:`trial_table` and :func:`plot_sweep` show what a sweep tried.
 
 Modules: :mod:`~sgmcmc_paper.sweep.grids` (what is tried, in which order),
 :mod:`~sgmcmc_paper.sweep.walk` (budget, stages, selection), :mod:`~sgmcmc_paper.sweep.plan` (walks

@@ -46,14 +46,17 @@ def axis_table(source: str | Iterable[SweepResult] | Mapping[str, Any]):
     selected value lies strictly inside those (the search's bracketing rule); then the sweep's
     validation accuracy (mean over the selected point's seeds), seeds, trials, budget and
     compute used (both in multiples of the SGD run's wall time), walk and notes. Computed from
-    the trials, so sweeps recorded before the bracketing search read the same way."""
+    the trials, so sweeps recorded before the bracketing search read the same way; the axes are
+    the recorded ones (an axis of one value, e.g. the cycles of a ci-sized cyclical trial, has
+    no trial of its own), else those the trials were labelled with."""
     import pandas as pd
 
     table = trial_table(source)
     rows = []
     for key, trials in table.groupby("sweep", sort=False):
         sweep = _sweeps(source)[key]
-        axes = [a for a in dict.fromkeys(trials["axis"]) if a in trials.columns and a != "seed"]
+        labelled = [a for a in dict.fromkeys(trials["axis"]) if a != "seed"]
+        axes = [a for a in sweep.get("axes") or labelled if a in trials.columns]
         chosen = trials[trials["index"] == sweep["selected_trial"]]
         for axis in axes:
             values = sorted(trials[axis].dropna().unique())
