@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The paper profile's hyper-parameter searches (book/methods.md, "The hyper-parameter search") on
 # one GPU machine, in one device call: `sgmcmc sweep --profile paper` for every method as
-# described, on full MNIST and on the smallMNIST sizes, with PYTHONPATH=src and no Ray (the
-# serial engine; one process per method, all sharing the GPU; the SGD reference run is trained
-# once, the other processes wait on its lock and load it). One more process runs the cyclical
+# described, on full MNIST (the smallMNIST sizes too with SIZES="full 5000 3000"; they are
+# cheap enough for a CPU, where `sgmcmc sweep --train-size 5000 3000` runs them), with
+# PYTHONPATH=src and no Ray (the serial engine; one process per method, all sharing the GPU;
+# the SGD reference run is trained once, the other processes wait on its lock and load it). One more process runs the cyclical
 # search of chapter 09 (`sgmcmc sweep --cyclical`, selections "paper/<method>+cyclical/full") on
 # full MNIST only, one sampler after another, each once its own full-MNIST selection is in the
 # selection file (this call's or a committed one): its trials hold that selection's constants.
@@ -16,13 +17,14 @@
 # Writes under $OUT: log.txt, sweep-<methods>.txt, sweep-cyclical.txt, paper.json (the selection
 # file) and the trials' runs as results.tgz.part-* (packed every PACK_EVERY seconds and at the
 # end). After it:
-#   cp <files_at>/paper.json results/hparams/paper.json
+#   .venv/bin/sgmcmc sweep --profile paper --merge <files_at>/paper.json   # not cp: a sweep
+#                                              # made here meanwhile (a CPU's) is kept
 #   cat <files_at>/results.tgz.part-* | tar xzf - -C results
 #   .venv/bin/sgmcmc fill --profile paper --dry-run   # the "as described" runs with new keys
 # then .ci/device/paper_profile.sh trains them (5 seeds where the plan asks for them).
 # Settings (environment):
 #   SECONDS_TOTAL  the command's budget (default 560)
-#   SIZES          training sizes to search (default "full 5000 3000")
+#   SIZES          training sizes to search (default "full")
 #   METHODS        one sweep process per word; "sgd,fsgd" is one process (default below)
 #   CYCLICAL       samplers of the cyclical search, in turn (default "sgld psgld ksgld"; "": none)
 #   CYCLICAL_SIZE  its training size (default full)
@@ -33,7 +35,7 @@
 set -u
 start=$(date +%s)
 total=${SECONDS_TOTAL:-560}
-sizes=${SIZES:-full 5000 3000}
+sizes=${SIZES:-full}
 methods=${METHODS:-sgd,fsgd sgld psgld ksgld}
 cyclical=${CYCLICAL-sgld psgld ksgld}
 cyclical_size=${CYCLICAL_SIZE:-full}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from pathlib import Path
 
 from sgmcmc.samplers.base import CONVENTIONS
 from sgmcmc_paper.commands import parse_train_sizes
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--method", nargs="+", required=True, choices=METHODS, help="method(s) to tune"
+        "--method", nargs="+", choices=METHODS, help="method(s) to tune (required unless --merge)"
     )
     parser.add_argument(
         "--convention",
@@ -132,7 +133,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--verbose", action="store_true", help="show the runs' own per-epoch output"
     )
+    parser.add_argument(
+        "--merge",
+        metavar="FILE",
+        type=Path,
+        help="tune nothing: merge another store's selection file (e.g. a GPU machine's "
+        "paper.json) into this one's; a sweep written later replaces ours of the same key",
+    )
     parser.set_defaults(func=handle)
+
+
+def _merge(source: Path, profile: str) -> int:
+    from sgmcmc_paper.protocol.hparams import hparams_path
+    from sgmcmc_paper.sweep.record import merge_file
+
+    taken = merge_file(source, profile)
+    for key in taken:
+        print(f"  {key}")
+    print(f"{len(taken)} sweep(s) of {source} merged into {hparams_path(profile)}")
+    return 0
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -141,6 +160,10 @@ def handle(args: argparse.Namespace) -> int:
     from sgmcmc_paper.sweep.search import DEFAULT_CONVENTION
 
     profile = get_profile(args.profile)
+    if args.merge is not None:
+        return _merge(args.merge, profile.name)
+    if not args.method:
+        raise UserError("give the method(s) to tune with --method (or --merge FILE)")
     sizes = [profile.train_size] if args.train_size is None else parse_train_sizes(args.train_size)
     if args.small:
         sizes += [s for s in profile.small_train_sizes if s not in sizes]

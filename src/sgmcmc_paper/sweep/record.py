@@ -278,6 +278,45 @@ def write_results(results: list[SweepResult]) -> Path:
     return path
 
 
+def merge_file(source: Path, profile: str) -> list[str]:
+    """Merge the sweeps of another store's selection file ``source`` (e.g. one a GPU machine
+    returned) into ``results/hparams/<profile>.json``, under its lock, atomically: a sweep of
+    ``source`` replaces this file's sweep of the same key, with its selection, when it was
+    written later (``written_utc``) or this file has none; the rest is left as it is. Returns
+    the keys taken."""
+    incoming = read_file(Path(source))
+    if incoming is None:
+        raise UserError(f"no selection file {source} to merge")
+    if incoming.get("profile", profile) != profile:
+        raise UserError(
+            f"{source} holds the {incoming['profile']!r} profile's selections, not {profile!r}; "
+            f"pass --profile {incoming['profile']}"
+        )
+    path = hparams_path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    taken = []
+    with _locked(profile):
+        content = read_file(path) or {"profile": profile}
+        for section in ("selected", "sweeps"):
+            content.setdefault(section, {})
+        for key, sweep in incoming.get("sweeps", {}).items():
+            ours = content["sweeps"].get(key)
+            if ours is not None and ours.get("written_utc", "") >= sweep.get("written_utc", ""):
+                continue
+            content["sweeps"][key] = sweep
+            if key in incoming.get("selected", {}):
+                content["selected"][key] = incoming["selected"][key]
+            else:
+                content["selected"].pop(key, None)
+            taken.append(key)
+        for section in ("selected", "sweeps"):
+            content[section] = dict(sorted(content[section].items()))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    return taken
+
+
 def read_file(path: Path) -> dict[str, Any] | None:
     """The content of a selection file, ``None`` if there is none; a corrupt file is an error."""
     if not path.exists():
