@@ -266,11 +266,7 @@ def write_results(results: list[SweepResult]) -> Path:
                     content["selected"].pop(result.key, None)
                 else:
                     content["selected"][result.key] = result.hparams
-            for section in ("selected", "sweeps"):
-                content[section] = dict(sorted(content[section].items()))
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
-            os.replace(tmp, path)
+            _replace(path, content)
     except OSError as exc:
         raise UserError(
             f"cannot write {path}: {exc.strerror or exc}; set $SGMCMC_RESULTS to a writable folder"
@@ -309,12 +305,19 @@ def merge_file(source: Path, profile: str) -> list[str]:
             else:
                 content["selected"].pop(key, None)
             taken.append(key)
-        for section in ("selected", "sweeps"):
-            content[section] = dict(sorted(content[section].items()))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, path)
+        _replace(path, content)
     return taken
+
+
+def _replace(path: Path, content: dict[str, Any]) -> None:
+    """Write ``content`` over ``path`` atomically (a temporary file renamed over it), its
+    ``selected`` and ``sweeps`` sorted by key; the caller holds the file's lock."""
+    for section in ("selected", "sweeps"):
+        if section in content:
+            content[section] = dict(sorted(content[section].items()))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
 
 
 def read_file(path: Path) -> dict[str, Any] | None:
@@ -338,28 +341,6 @@ def selection_flags(profile: str) -> dict[str, list[str]]:
     the book to show beside the rates it uses."""
     return {key: list(entry["flags"]) for key, entry in load_sweeps(profile).items()
             if entry.get("flags")}  # fmt: skip
-
-
-def flag_selection(profile: str, key: str, flag: str, **fixed: Any) -> Path:
-    """Add ``flag`` to the sweep ``key`` of ``results/hparams/<profile>.json`` (once) and
-    record ``fixed`` (e.g. the damping mode its trials ran with) in its selection and sweep
-    entries, under the file's lock, atomically; the selected rates are left as they are."""
-    path = hparams_path(profile)
-    with _locked(profile):
-        content = read_file(path)
-        if content is None or key not in content.get("sweeps", {}):
-            raise UserError(f"{path} has no sweep {key!r} to flag")
-        sweep = content["sweeps"][key]
-        sweep.update(fixed)
-        if key in content.get("selected", {}):
-            content["selected"][key].update(fixed)
-        flags = sweep.setdefault("flags", [])
-        if flag not in flags:
-            flags.append(flag)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    return path
 
 
 def load_sweeps(profile: str) -> dict[str, dict[str, Any]]:
