@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from sgmcmc_paper.engine.store import DAMAGED, RUN_FILE
+from sgmcmc_paper.engine.store import RUN_FILE, finished_runs
 from sgmcmc_paper.paths import results_dir
 
 #: Where :func:`retire` puts superseded runs, under the results root.
@@ -52,16 +52,12 @@ def _is_trial(folder: Path) -> bool:
 def superseded_runs(profile: str, root: Path | None = None) -> list[Path]:
     """The finished test-set run folders under ``<root>/<profile>`` whose key no one needs, by
     name."""
-    base = Path(root or results_dir()) / profile
-    if not base.exists():
-        return []
     needed = needed_keys(profile)
-    return sorted(
+    return [
         folder
-        for folder in base.iterdir()
-        if (folder / RUN_FILE).exists() and DAMAGED not in folder.name
+        for folder in finished_runs(profile, root)
         if folder.name not in needed and not _is_trial(folder)
-    )
+    ]
 
 
 def retire(runs: list[Path], root: Path | None = None) -> list[Path]:

@@ -501,13 +501,16 @@ def _now_available(skipped: list[str]) -> bool:
     return any(ready.get(name, False) for name in skipped)
 
 
+def finished_runs(profile: str, root: Path | None = None) -> list[Path]:
+    """The folders of the finished, undamaged runs under ``<root>/<profile>``, by name."""
+    base = Path(root or results_dir()) / profile
+    if not base.exists():
+        return []
+    return sorted(d for d in base.iterdir() if (d / RUN_FILE).exists() and DAMAGED not in d.name)
+
+
 def store_size(profile: str, root: Path | None = None) -> dict[str, Any]:
     """Runs and bytes under ``<root>/<profile>`` (finished runs only)."""
-    base = Path(root or results_dir()) / profile
-    runs = [
-        d
-        for d in (base.iterdir() if base.exists() else ())
-        if (d / RUN_FILE).exists() and DAMAGED not in d.name
-    ]
+    runs = finished_runs(profile, root)
     sizes = [sum(f.stat().st_size for f in d.iterdir()) for d in runs]
     return {"runs": len(runs), "bytes": int(sum(sizes)), "max_run_bytes": max(sizes, default=0)}
