@@ -747,6 +747,44 @@ def shared_runs_note(runs: Mapping[RunKey, Any]) -> str:
     )
 
 
+def run_settings(runs: Mapping[RunKey, Any]):
+    """Per ``(configuration, method)`` of a run set, the update its runs train with (equal on
+    every seed; read from the first run): ``trains as`` (:attr:`RunConfig.algorithm
+    <sgmcmc_paper.protocol.config.RunConfig.algorithm>`), the learning rate and its decay,
+    pSGLD's average rule, α and λ as the sampler receives them, K-FAC's damping ``δ`` and its
+    mode, and, in the paper's convention, the injected noise's standard deviation per step
+    along a direction no preconditioner sees: ``lr²·√T`` for SGLD, ``lr²·√T/δ`` for KSGLD
+    (:mod:`sgmcmc.samplers.ksgld`), 0 for SGD. ``runs`` maps ``(configuration, method, seed)``
+    to configs or results."""
+    import pandas as pd
+
+    from sgmcmc_paper.protocol.config import PSGLD_DEFAULTS
+
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for (configuration, method, _), run in runs.items():
+        c = getattr(run, "config", run)  # a result or a config
+        if (configuration, method) in rows:
+            continue
+        row: dict[str, Any] = {"trains as": c.algorithm, "lr": c.lr, "lr decay": c.lr_decay}
+        if c.algorithm == "psgld":
+            alpha, eps = PSGLD_DEFAULTS[c.psgld_rule]
+            row["pSGLD average"] = c.psgld_rule
+            row["pSGLD α"] = alpha if c.psgld_alpha is None else c.psgld_alpha
+            row["pSGLD λ"] = eps if c.psgld_eps is None else c.psgld_eps
+        if c.algorithm == "ksgld":
+            row["K-FAC δ"] = c.kfac_damping
+            row["δ mode"] = c.kfac_damping_mode
+        if c.convention == "paper" and c.algorithm in ("sgd", "sgld", "ksgld"):
+            noise = 0.0 if c.algorithm == "sgd" else c.lr**2 * math.sqrt(c.temperature)
+            row["noise sd, flat directions"] = (
+                noise / c.kfac_damping if c.algorithm == "ksgld" else noise
+            )
+        rows[(configuration, method)] = row
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["configuration", "method"])
+    return frame
+
+
 def table1(results: Mapping[RunKey, Any], eps: float = 0.3, window: str = "table1"):
     """Table 1 with the paper's numbers beside ours, in percent: one row per method and
     reading (FSGD both as a single model and averaged, as the code's output has it).
