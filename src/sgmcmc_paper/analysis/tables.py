@@ -758,19 +758,15 @@ def run_settings(runs: Mapping[RunKey, Any]):
     to configs or results."""
     import pandas as pd
 
-    from sgmcmc_paper.protocol.config import PSGLD_DEFAULTS
-
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for (configuration, method, _), run in runs.items():
-        c = getattr(run, "config", run)  # a result or a config
         if (configuration, method) in rows:
             continue
+        c = getattr(run, "config", run)  # a result or a config
         row: dict[str, Any] = {"trains as": c.algorithm, "lr": c.lr, "lr decay": c.lr_decay}
         if c.algorithm == "psgld":
-            alpha, eps = PSGLD_DEFAULTS[c.psgld_rule]
             row["pSGLD average"] = c.psgld_rule
-            row["pSGLD α"] = alpha if c.psgld_alpha is None else c.psgld_alpha
-            row["pSGLD λ"] = eps if c.psgld_eps is None else c.psgld_eps
+            row["pSGLD α"], row["pSGLD λ"] = c.psgld_constants
         if c.algorithm == "ksgld":
             row["K-FAC δ"] = c.kfac_damping
             row["δ mode"] = c.kfac_damping_mode

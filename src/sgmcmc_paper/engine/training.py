@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sgmcmc.posterior import potential
-from sgmcmc_paper.protocol.config import PSGLD_DEFAULTS, RunConfig
+from sgmcmc_paper.protocol.config import RunConfig
 from sgmcmc_paper.protocol.paper import ALTERNATIVE_METHODS
 
 
@@ -75,11 +75,8 @@ class Trainer:
         if c.method == "psgld":
             from sgmcmc.samplers.psgld import PSGLD
 
-            rule = c.psgld_rule
-            alpha, eps = PSGLD_DEFAULTS[rule]  # pinned: a config's None means these
-            alpha = alpha if c.psgld_alpha is None else c.psgld_alpha
-            eps = eps if c.psgld_eps is None else c.psgld_eps
-            return PSGLD(params, c.lr, alpha=alpha, eps=eps, average=rule, **common)
+            alpha, eps = c.psgld_constants  # pinned: a config's None means PSGLD_DEFAULTS
+            return PSGLD(params, c.lr, alpha=alpha, eps=eps, average=c.psgld_rule, **common)
         from sgmcmc.kfac import KFAC
         from sgmcmc.samplers.ksgld import KSGLD
 

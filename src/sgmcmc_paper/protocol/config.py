@@ -485,6 +485,18 @@ class RunConfig:
             return None
         return self.psgld_average or DEFAULT_AVERAGE[self.convention]
 
+    @property
+    def psgld_constants(self) -> tuple[float, float] | None:
+        """pSGLD's ``(alpha, eps)`` as the sampler receives them: the config's, else the
+        :data:`PSGLD_DEFAULTS` of its rule; ``None`` for other methods."""
+        if self.method != "psgld":
+            return None
+        alpha, eps = PSGLD_DEFAULTS[self.psgld_rule]
+        return (
+            alpha if self.psgld_alpha is None else self.psgld_alpha,
+            eps if self.psgld_eps is None else self.psgld_eps,
+        )
+
     def window(self, name: str) -> Window:
         for w in self.windows:
             if w.name == name:
