@@ -179,6 +179,21 @@ def test_recorded_search_names_every_method_without_a_full_mnist_selection(resul
     assert missing[3].startswith("psgld: no full-MNIST selection (paper/psgld/full)")
 
 
+def test_recorded_search_names_a_psgld_sweep_that_as_described_does_not_use(results):
+    """A pSGLD sweep recorded before the rule was a field (no ``psgld_average``: the released
+    recursion) is shown, and said to be unused; one of Li et al.'s average is not."""
+    from sgmcmc_paper.sweep.report import recorded_search
+
+    sweep = {"method": "psgld", "convention": "paper", "num_train": 5000, "trials": []}
+    sweeps = {"paper/psgld/5000": sweep, "paper/psgld/3000": {**sweep, "psgld_average": "square"}}
+    path = results / "hparams" / "paper.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"profile": "paper", "selected": {}, "sweeps": sweeps}))
+    _, lines = recorded_search("paper")
+    unused = [line for line in lines if "do not use it" in line]
+    assert len(unused) == 1 and unused[0].startswith("psgld (paper/psgld/5000)")
+
+
 @pytest.mark.parametrize(("ray_installed", "engine"), [(True, "ray"), (False, "serial")])
 def test_cli_engine_auto_runs_serially_without_ray(monkeypatch, ray_installed, engine):
     """`sgmcmc sweep` (PYTHONPATH=src on a machine without the 'sweep' extra): --engine auto,

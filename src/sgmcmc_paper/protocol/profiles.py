@@ -297,6 +297,12 @@ def as_released(method: str, profile: str = "paper", **overrides: Any) -> RunCon
     return get_profile(profile).config(method, **{**released, **overrides})
 
 
+#: pSGLD's preconditioner average "as described" (Li et al., 2016: squared gradients); a
+#: selection searched for another rule (the released recursion: the smallMNIST ones made before
+#: the rule was a field) is not used for it.
+DESCRIBED_PSGLD_AVERAGE = "square"
+
+
 def as_described(
     method: str, profile: str = "paper", tuned: bool = True, **overrides: Any
 ) -> RunConfig:
@@ -321,7 +327,7 @@ def as_described(
     if method == "ksgld":
         described.update(kfac_update=True, kfac_damping_mode="factored")
     if method == "psgld":
-        described.update(psgld_average="square")
+        described.update(psgld_average=DESCRIBED_PSGLD_AVERAGE)
     described.update(overrides)
     if tuned:
         convention = described.get("convention", "paper")

@@ -95,13 +95,16 @@ CI_SEARCH = {"methods": ("psgld",), "train_sizes": (512,), "max_trials": 6}
 
 
 def recorded_search(profile: str, train: bool = True) -> tuple[dict[str, Any], list[str]]:
-    """The sweeps notebook 00 shows at ``profile`` and one line per method that has no
-    full-MNIST selection in them. At ``ci`` with none recorded (and ``train``) it runs
-    :data:`CI_SEARCH` first (serially, in this process); other profiles only read their
-    selection file (the paper's search is a GPU job: ``sgmcmc sweep``)."""
+    """The sweeps notebook 00 shows at ``profile`` and the lines a reader needs beside them:
+    one per method that has no full-MNIST selection in them, one per pSGLD sweep that the
+    "as described" configuration does not use (searched for another rule than
+    :data:`~sgmcmc_paper.protocol.profiles.DESCRIBED_PSGLD_AVERAGE`). At ``ci`` with none
+    recorded (and ``train``) it runs :data:`CI_SEARCH` first (serially, in this process);
+    other profiles only read their selection file (the paper's search is a GPU job:
+    ``sgmcmc sweep``)."""
     from sgmcmc_paper.protocol.hparams import selection_key
     from sgmcmc_paper.protocol.paper import METHODS
-    from sgmcmc_paper.protocol.profiles import get_profile
+    from sgmcmc_paper.protocol.profiles import DESCRIBED_PSGLD_AVERAGE, get_profile
     from sgmcmc_paper.sweep.search import run_sweep
 
     prof = get_profile(profile)
@@ -118,7 +121,15 @@ def recorded_search(profile: str, train: bool = True) -> tuple[dict[str, Any], l
         for method in METHODS
         if selection_key(method, "paper", None) not in sweeps
     ]
-    return sweeps, missing
+    unused = [
+        f"psgld ({key}): searched for pSGLD's released rule, not Li et al.'s average; the "
+        "'as described' runs do not use it (Li et al.'s constants until their own search ends)"
+        for key, sweep in sweeps.items()
+        if sweep["method"] == "psgld"
+        and sweep["convention"] == "paper"
+        and sweep.get("psgld_average") != DESCRIBED_PSGLD_AVERAGE
+    ]
+    return sweeps, missing + unused
 
 
 def _method(sweep: Mapping[str, Any]) -> str:
