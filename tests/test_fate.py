@@ -19,6 +19,7 @@ from sgmcmc_paper.engine.fate import (
 )
 from sgmcmc_paper.engine.store import RUN_FILE, load_result
 from sgmcmc_paper.protocol.config import RunConfig
+from sgmcmc_paper.protocol.paper import LANGEVIN_METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 #: MNIST's test labels: the digit 1 is the most frequent, 1,135 of 10,000.
@@ -128,6 +129,6 @@ def test_the_stored_paper_runs_fates():
         )
     for trial in trials.values():
         if trial.fate.status == "collapsed":
-            assert trial.config.method in ("sgld", "psgld", "ksgld")
+            assert trial.config.method in LANGEVIN_METHODS
     diverged = sorted(f.epoch for f in fates.values() if f.status == "diverged")
     assert diverged == [13, 13, 14, 19]
