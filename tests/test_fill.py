@@ -33,6 +33,7 @@ from sgmcmc_paper.cli import main
 from sgmcmc_paper.engine.experiment import RunResult
 from sgmcmc_paper.engine.fill import (
     CostModel,
+    describe,
     fill_store,
     format_duration,
     select_configs,
@@ -79,6 +80,19 @@ def test_the_selection_is_each_key_once_and_filters_as_precompute_did():
     assert select_configs("ci", keys=keys[:1]) == configs[:1]
     released = select_configs("ci", released_only=True)
     assert released and all(c.init == "tf" and c.convention == "paper" for c in released)
+
+
+def test_a_listing_tells_apart_runs_that_differ_beyond_method_size_and_seed():
+    """Released and Li et al.'s pSGLD are two runs of one seed: the listing names the rule; a
+    run that trains as another method (its key is that method's) says so."""
+    configs = select_configs("paper", ["01_test_accuracy"])
+    words = {c.key(): describe(c).rsplit(" [", 1)[0] for c in configs}
+    assert len(set(words.values())) == len(words)
+    psgld = [c for c in configs if c.method == "psgld"]
+    assert {c.psgld_rule for c in psgld} == {"released", "square"}
+    assert all(f"{c.psgld_rule} average" in words[c.key()] for c in psgld)
+    fsgd = next(c for c in configs if c.method == "fsgd")
+    assert "(trains as sgd)" in describe(fsgd)
 
 
 def test_dry_run_lists_stored_and_missing_runs_and_the_cost_from_stored_timings(store, capsys):

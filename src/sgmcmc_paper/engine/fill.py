@@ -300,7 +300,10 @@ def format_duration(seconds: float) -> str:
 
 
 def describe(config: RunConfig) -> str:
-    """One run in a few words: ``sgld paper 2000 2 ep seed 0 [86453f647e]``."""
+    """One run in a few words: ``sgld paper 2000 2 ep seed 0 [86453f647e]``; pSGLD names its
+    average rule, and a run that trains as another method says so (``ksgld paper no K-FAC
+    (trains as sgld) ...``), so that two runs alike in these words differ in their key alone
+    where their other settings differ."""
     parts = [config.method, config.convention]
     if config.convention == "langevin":
         parts.append("eq. 1" if config.precondition == "both" else "eq. 2")
@@ -308,6 +311,10 @@ def describe(config: RunConfig) -> str:
             parts.append(f"T={config.temperature:g}")
     elif config.method == "ksgld":
         parts.append("K-FAC" if config.kfac_update else "no K-FAC")
+    if config.method == "psgld":
+        parts.append(f"{config.psgld_rule} average")
+    if config.algorithm != config.method:
+        parts.append(f"(trains as {config.algorithm})")
     size = "full" if config.train_size is None else str(config.train_size)
     return f"{' '.join(parts)} {size} {config.epochs} ep seed {config.seed} [{config.key()[:10]}]"
 
