@@ -45,3 +45,34 @@ def test_a_selected_damping_is_the_rows_damping(tmp_path):
     row = tables.run_settings(configs).loc[("as described", "ksgld")]
     assert (row["lr"], row["K-FAC δ"]) == (0.6, 1000.0)
     assert row["noise sd, flat directions"] == pytest.approx(0.6**2 / 1000.0)
+
+
+def test_psgld_noise_along_a_flat_direction_is_the_samplers_own():
+    """Along a direction with no gradient, Li et al.'s ``P`` is ``1/λ`` and the released
+    recursion's ``m`` settles where the sampler's own update leaves it."""
+    import torch
+
+    from sgmcmc.samplers.psgld import ReleasedRecursion
+
+    settings = tables.run_settings(tables.reproduction_configs("paper", (0,)))
+    noise = settings["noise sd, flat directions"]
+    sgld = noise.loc[("as released", "sgld")]
+    assert noise.loc[("as described", "psgld")] == pytest.approx(sgld / 1e-5)  # λ = 1e-5
+    m = torch.ones(1, dtype=torch.float64)
+    alpha, eps = torch.tensor(0.96, dtype=torch.float64), torch.tensor(1e-10, dtype=torch.float64)
+    for _ in range(200):  # a contraction by α/(2m) ≈ 1/2 a step: converged
+        m = ReleasedRecursion().update(m, torch.zeros_like(m), alpha, eps)
+    assert noise.loc[("as released", "psgld")] == pytest.approx(sgld / m.item(), rel=1e-12)
+
+
+def test_a_psgld_lambda_of_one_injects_sglds_noise(tmp_path):
+    path = tmp_path / "results" / "hparams" / "paper.json"
+    path.parent.mkdir(parents=True)
+    selected = {"lr": 0.06, "psgld_eps": 1.0, "psgld_alpha": 0.8, "psgld_average": "square"}
+    path.write_text(json.dumps({"profile": "paper", "selected": {"paper/psgld/full": selected}}))
+    configs = tables.reproduction_configs(
+        "paper", (0,), methods=["psgld"], configurations=["as described"]
+    )
+    row = tables.run_settings(configs).loc[("as described", "psgld")]
+    assert (row["pSGLD α"], row["pSGLD λ"]) == (0.8, 1.0)
+    assert row["noise sd, flat directions"] == pytest.approx(0.06**2)

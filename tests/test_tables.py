@@ -167,6 +167,20 @@ def test_paired_difference_and_run_summary(store):
     assert np.isfinite(summary[["accuracy", "nll", "fgsm accuracy"]].to_numpy()).all()
 
 
+def test_the_largest_paired_gap_compares_one_seed_at_one_epoch():
+    rows = [
+        {"size": size, "method": m, "seed": seed, "epoch": epoch, "value": v}
+        for size, shift in ((1, 0.0), (2, 0.3))
+        for seed in (0, 1)
+        for epoch in (1, 2)
+        for m, v in (("a", seed + epoch + shift * (seed == 1) * (epoch == 2)), ("b", seed + epoch))
+    ]
+    rows.append({"size": 2, "method": "a", "seed": 5, "epoch": 1, "value": 9.0})  # no pair
+    gaps = tables.largest_paired_gap(pd.DataFrame(rows), "value", "a", "b", ["size"])
+    assert gaps.set_index("size")["gap"].to_dict() == pytest.approx({1: 0.0, 2: 0.3})
+    assert gaps.set_index("size")["pairs"].to_dict() == {1: 4, 2: 4}
+
+
 # ---------------------------------------------------------------------- failed runs (#26)
 def _fake(status="complete", fate_epoch=None, accuracies=(0.5, 0.6, 0.7), epochs=3, seed=0):
     """A run in memory: per-epoch averaged/single accuracies, a window ``w`` ending at the

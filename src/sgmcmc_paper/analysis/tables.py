@@ -698,6 +698,23 @@ def paired_difference(frame, value: str, method: str, baseline: str, by_seed: st
     return float(diff.mean()), float(stats.ttest_rel(a.loc[seeds], b.loc[seeds]).pvalue), len(seeds)
 
 
+def largest_paired_gap(frame, value: str, method: str, other: str, by: Iterable[str]):
+    """Per group of ``by``, the largest ``|value(method) − value(other)|`` between runs of one
+    seed at one epoch (same seed: same initialisation, batches and noise draws), over every
+    seed and epoch both reached: how far two updates' same-seed runs ever part. Columns:
+    ``by``, ``gap`` and ``pairs`` (the seed-epoch pairs compared)."""
+    import pandas as pd
+
+    by = list(by)
+    index = [*by, "seed", "epoch"]
+    a = frame[frame.method == method].set_index(index)[value].astype(float)
+    b = frame[frame.method == other].set_index(index)[value].astype(float)
+    gaps = (a - b).abs().dropna().rename("gap").reset_index()
+    if gaps.empty:
+        return pd.DataFrame(columns=[*by, "gap", "pairs"])
+    return gaps.groupby(by, sort=False)["gap"].agg(gap="max", pairs="size").reset_index()
+
+
 TABLE1_ROWS = (
     ("sgd", "single", "SGD"),
     ("fsgd", "single", "FSGD (single model)"),
@@ -747,15 +764,31 @@ def shared_runs_note(runs: Mapping[RunKey, Any]) -> str:
     )
 
 
+def flat_preconditioner_divisor(config) -> float:
+    """What the paper convention's noise ``lr²·√T·P·ξ`` is divided by along a direction with no
+    gradient and no curvature: KSGLD's damping ``δ``; pSGLD's ``λ + sqrt(V)`` at ``V = 0``
+    (Li et al.'s average: ``λ``), or the released recursion's fixed point at ``g = 0``, ``m =
+    sqrt(ε + α·m)``, i.e. ``m = (α + sqrt(α² + 4ε))/2`` (≈ α); 1 for SGLD and SGD."""
+    if config.algorithm == "ksgld":
+        return float(config.kfac_damping)
+    if config.algorithm == "psgld":
+        alpha, eps = config.psgld_constants
+        if config.psgld_rule == "square":
+            return float(eps)
+        return (alpha + math.sqrt(alpha**2 + 4.0 * eps)) / 2.0
+    return 1.0
+
+
 def run_settings(runs: Mapping[RunKey, Any]):
     """Per ``(configuration, method)`` of a run set, the update its runs train with (equal on
     every seed; read from the first run): ``trains as`` (:attr:`RunConfig.algorithm
     <sgmcmc_paper.protocol.config.RunConfig.algorithm>`), the learning rate and its decay,
     pSGLD's average rule, α and λ as the sampler receives them, K-FAC's damping ``δ`` and its
     mode, and, in the paper's convention, the injected noise's standard deviation per step
-    along a direction no preconditioner sees: ``lr²·√T`` for SGLD, ``lr²·√T/δ`` for KSGLD
-    (:mod:`sgmcmc.samplers.ksgld`), 0 for SGD. ``runs`` maps ``(configuration, method, seed)``
-    to configs or results."""
+    along a direction no preconditioner sees: ``lr²·√T`` for SGLD, divided by
+    :func:`flat_preconditioner_divisor` for KSGLD (``δ``) and pSGLD (``λ``, or the released
+    recursion's ``m ≈ α``), 0 for SGD. ``runs`` maps ``(configuration, method, seed)`` to
+    configs or results."""
     import pandas as pd
 
     rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -770,11 +803,9 @@ def run_settings(runs: Mapping[RunKey, Any]):
         if c.algorithm == "ksgld":
             row["K-FAC δ"] = c.kfac_damping
             row["δ mode"] = c.kfac_damping_mode
-        if c.convention == "paper" and c.algorithm in ("sgd", "sgld", "ksgld"):
+        if c.convention == "paper":
             noise = 0.0 if c.algorithm == "sgd" else c.lr**2 * math.sqrt(c.temperature)
-            row["noise sd, flat directions"] = (
-                noise / c.kfac_damping if c.algorithm == "ksgld" else noise
-            )
+            row["noise sd, flat directions"] = noise / flat_preconditioner_divisor(c)
         rows[(configuration, method)] = row
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["configuration", "method"])
