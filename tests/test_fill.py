@@ -143,6 +143,10 @@ def test_the_cost_model_groups_by_method_convention_size_and_epochs_per_device(s
     other_evaluation = config.replace(eval_every=config.eval_every + 1)
     assert model.seconds(other_evaluation, "A") is None
     assert model.seconds(other_evaluation, "A", loose=True) == 30.0
+    # a run stored before PGD existed (robustness_size 0) does not time one that asks for it
+    with_pgd = config.replace(robustness_size=config.robustness_size + 100)
+    assert model.seconds(with_pgd, "A") is None
+    assert model.seconds(with_pgd, "A", loose=True) == 30.0
     assert sorted(model.devices()) == ["A", "B"]
     assert [format_duration(s) for s in (5, 192, 3900, 90000)] == [
         "5 s",

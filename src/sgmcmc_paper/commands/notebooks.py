@@ -43,7 +43,8 @@ def register(subparsers) -> None:
         "--train-on-cpu",
         action="store_true",
         help="at the quick or paper profile without a GPU, train missing runs (paper: about "
-        "40 minutes each) instead of a stored-only build",
+        "70 minutes each on 2 cores, 3 hours more for a run with a PGD-attacked window) "
+        "instead of a stored-only build",
     )
     p.add_argument(
         "--dry-run",

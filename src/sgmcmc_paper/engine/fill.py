@@ -44,6 +44,9 @@ from typing import Any
 
 from sgmcmc_paper.errors import DamagedRunError, UserError
 from sgmcmc_paper.paths import data_dir, results_dir
+from sgmcmc_paper.protocol.config import (
+    EVALUATION_FIELDS as CONFIG_EVALUATION_FIELDS,
+)
 from sgmcmc_paper.protocol.config import ConfigError, RunConfig
 from sgmcmc_paper.sweep.engines import ENGINES, RayOptions, run_trials
 
@@ -177,8 +180,18 @@ def survey(configs: Iterable[RunConfig], root: Path | None = None) -> Survey:
 
 
 # --------------------------------------------------------------------------- what they cost
-#: The fields of :func:`cost_group` that are the evaluation's schedule and sizes.
-EVALUATION_FIELDS = ("eval_every", "test_size", "attack_size", "ood_size")
+#: The fields of :func:`cost_group` that are the evaluation's schedule and sizes, with those that
+#: only add outputs (``protocol.config.EVALUATION_FIELDS``: PGD and its ε sweep, the stability
+#: record): a run stored before these existed holds their "no output" defaults, so its time says
+#: nothing of what a run that asks for them costs (PGD against 50 samples is most of a paper run
+#: on a CPU).
+EVALUATION_FIELDS = (
+    "eval_every",
+    "test_size",
+    "attack_size",
+    "ood_size",
+    *sorted(CONFIG_EVALUATION_FIELDS),
+)
 
 
 def cost_group(config: RunConfig) -> tuple:
