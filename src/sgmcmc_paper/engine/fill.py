@@ -44,9 +44,7 @@ from typing import Any
 
 from sgmcmc_paper.errors import DamagedRunError, UserError
 from sgmcmc_paper.paths import data_dir, results_dir
-from sgmcmc_paper.protocol.config import (
-    EVALUATION_FIELDS as CONFIG_EVALUATION_FIELDS,
-)
+from sgmcmc_paper.protocol.config import EVALUATION_FIELDS as CONFIG_EVALUATION_FIELDS
 from sgmcmc_paper.protocol.config import ConfigError, RunConfig
 from sgmcmc_paper.sweep.engines import ENGINES, RayOptions, run_trials
 
@@ -314,9 +312,8 @@ def format_duration(seconds: float) -> str:
 
 def describe(config: RunConfig) -> str:
     """One run in a few words: ``sgld paper 2000 2 ep seed 0 [86453f647e]``; pSGLD names its
-    average rule, and a run that trains as another method says so (``ksgld paper no K-FAC
-    (trains as sgld) ...``), so that two runs alike in these words differ in their key alone
-    where their other settings differ."""
+    average rule (released and Li et al.'s pSGLD of one seed are two runs), and a run that
+    trains as another method says so (``ksgld paper no K-FAC (trains as sgld) ...``)."""
     parts = [config.method, config.convention]
     if config.convention == "langevin":
         parts.append("eq. 1" if config.precondition == "both" else "eq. 2")
