@@ -150,7 +150,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--verbose",
         action="store_true",
-        help="dry run: list the stored runs too; otherwise: the runs' per-epoch lines",
+        help="dry run: list the stored runs too; otherwise: the runs' per-epoch lines and a line "
+        "per finished unit of their robustness attacks",
     )
     parser.set_defaults(func=handle)
 

@@ -18,8 +18,10 @@ as diverged, so no metric is ever computed from them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,8 +32,9 @@ from torch.func import functional_call
 from sgmcmc_paper.analysis import metrics
 from sgmcmc_paper.analysis.attacks import PER_SAMPLE_THREAT_MODELS, fgsm_predictive
 from sgmcmc_paper.analysis.metrics import PredictiveAverage
+from sgmcmc_paper.engine.attack_progress import AttackProgress, fingerprint
 from sgmcmc_paper.engine.monitor import Timer
-from sgmcmc_paper.engine.robustness import RobustnessPlan, evaluate
+from sgmcmc_paper.engine.robustness import Report, RobustnessPlan, evaluate
 from sgmcmc_paper.engine.rundata import RunData
 from sgmcmc_paper.protocol.config import Window
 
@@ -111,7 +114,9 @@ class EpochAverage:
 class WindowEvaluator:
     """Accumulates one :class:`~sgmcmc_paper.protocol.config.Window`'s samples on its sets;
     the robustness evaluation is timed as ``timer``'s phase ``robustness`` (the run's
-    ``provenance.timing.robustness``)."""
+    ``provenance.timing.robustness``) and, with an ``attack_progress`` path, records its
+    finished attacks there so that an interrupted run resumes them
+    (:mod:`sgmcmc_paper.engine.attack_progress`), telling ``report`` of each."""
 
     def __init__(
         self,
@@ -120,9 +125,12 @@ class WindowEvaluator:
         fgsm_eps: tuple[float, ...],
         robustness: RobustnessPlan | None = None,
         timer: Timer | None = None,
+        attack_progress: Path | None = None,
+        report: Report | None = None,
     ) -> None:
         self.window, self.data, self.fgsm_eps = window, data, fgsm_eps
         self.robustness, self.timer = robustness, timer
+        self.attack_progress, self.report = attack_progress, report
         self.clean_sets = []
         if "test" in window.sets:
             self.clean_sets.append("test")
@@ -218,11 +226,27 @@ class WindowEvaluator:
                 batch = EVAL_BATCH.get(attack.x.device.type, DEFAULT_EVAL_BATCH)
                 with self.timer("robustness") if self.timer is not None else nullcontext():
                     out["robustness"], extra = evaluate(
-                        self.robustness, models, attack.x, attack.y, attack.index, w, batch
+                        self.robustness,
+                        models,
+                        attack.x,
+                        attack.y,
+                        attack.index,
+                        w,
+                        batch,
+                        self._progress(attack.x, attack.y, batch),
+                        self.report,
                     )
                 arrays.update(extra)
         self.snapshots.clear()
         return out, arrays
+
+    def _progress(self, x: Tensor, y: Tensor, batch: int) -> AttackProgress | None:
+        """The attacks this window finished before an interruption (none without a path)."""
+        if self.attack_progress is None:
+            return None
+        plan = dataclasses.replace(self.robustness, transfer=None)
+        settings = (self.window, plan, batch, x.device.type, torch.__version__)
+        return AttackProgress(self.attack_progress, fingerprint(self.snapshots, x, y, *settings))
 
     def _summarise(
         self, name: str, probs: Tensor, mi: np.ndarray | None

@@ -30,7 +30,10 @@ With ``checkpoint`` (a file path), the run saves its whole state there at the en
 once ``checkpoint_every`` seconds have passed since the last save
 (:mod:`sgmcmc_paper.engine.checkpoint`), and a run started with a checkpoint present continues from
 it: the result is the one an uninterrupted run gives, bit for bit, with
-``provenance.timing.resumed`` counting the restarts.
+``provenance.timing.resumed`` counting the restarts. A window's robustness attacks record each
+finished unit beside the checkpoint (:mod:`sgmcmc_paper.engine.attack_progress`): a run
+interrupted during them retrains from its checkpoint to the window's end and attacks only what
+was left.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,7 @@ import torch
 
 from sgmcmc.allocator import keep_freed_memory
 from sgmcmc_paper.engine.alternatives import finish_alternative, trajectory_window_steps
+from sgmcmc_paper.engine.attack_progress import progress_path
 from sgmcmc_paper.engine.checkpoint import load_checkpoint, save_checkpoint
 from sgmcmc_paper.engine.fate import Fate, fate
 from sgmcmc_paper.engine.monitor import Progress, Timer
@@ -243,9 +248,19 @@ class _Run:
             from sgmcmc_paper.engine.stability import tracker_for
 
             self.tracker = tracker_for(c, self.model, self.trainer.optimizer)
+        self.bar = Progress(c, progress)
         plan = RobustnessPlan.from_config(c, transfer)
         self.windows = {
-            w.name: WindowEvaluator(w, self.data, c.fgsm_eps, plan, self.timer) for w in c.windows
+            w.name: WindowEvaluator(
+                w,
+                self.data,
+                c.fgsm_eps,
+                plan,
+                self.timer,
+                None if checkpoint is None else progress_path(checkpoint, w.name),
+                partial(self.bar.attack, w.name),
+            )
+            for w in c.windows
         }
         steps = _window_steps(c.windows, c.steps_per_epoch)
         self.window_steps = trajectory_window_steps(c, steps)  # none post hoc; cyclical: sampling
@@ -264,7 +279,6 @@ class _Run:
         }
         for name, ood in self.data.ood.items():
             self.predictions[f"{name}/index"] = _compact_index(ood.index)
-        self.bar = Progress(c, progress)
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
         self.resumed = 0
 

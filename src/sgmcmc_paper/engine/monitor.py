@@ -75,6 +75,17 @@ class Progress:
             flush=True,
         )
 
+    def attack(self, window: str, done: int, total: int, unit: str, read_back: bool) -> None:
+        """A line for each finished unit of a window's robustness attacks (hours on a CPU)."""
+        if not self.enabled:
+            return
+        line = f"{self.config.method} {window} attacks {done}/{total}: {unit}"
+        line += " (read back: finished before an interruption)" if read_back else ""
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
+
     def resume(self, step: int) -> None:
         """Start from ``step`` (a run resumed from a checkpoint)."""
         if self.bar is not None:

@@ -46,9 +46,12 @@ from torch import Tensor
 
 from sgmcmc_paper.analysis import robustness
 from sgmcmc_paper.analysis.attacks import FGSM, AttackSpec, perturb
+from sgmcmc_paper.engine.attack_progress import AttackProgress
 from sgmcmc_paper.protocol.config import RunConfig
 
 Model = Callable[[Tensor], Tensor]
+#: ``report(done, total, unit, read_back)``: told of each finished unit of the ε sweep.
+Report = Callable[[int, int, str, bool], None]
 #: PGD's step as a multiple of ``ε/steps`` (:class:`~sgmcmc_paper.analysis.attacks.AttackSpec`'s
 #: default: the steps together cross the ball 1.25 times).
 PGD_STEP = 2.5
@@ -108,6 +111,54 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
     ]
 
 
+@dataclass
+class _Units:
+    """The ε sweep of a window one unit (attack, threat model, samples, ε) at a time, each
+    read from ``progress`` where it was finished before, else computed and recorded there."""
+
+    progress: AttackProgress
+    models: list[Model]
+    x: Tensor
+    y: Tensor
+    seed: int
+    batch_size: int | None
+    total: int
+    report: Report | None = None
+    done: int = 0
+
+    def sweep(
+        self, attacks: Sequence[AttackSpec], threat: str, eps: Sequence[float], last=False
+    ) -> list[dict]:
+        """:func:`~sgmcmc_paper.analysis.robustness.eps_sweep`'s rows (``last``: of the last
+        sample alone)."""
+        models = self.models[-1:] if last else self.models
+        rows = []
+        for spec in attacks:
+            for e in eps:
+                unit = f"{spec!r} {threat} samples={len(models)} eps={float(e)!r}"
+                done = self.progress.rows(unit)
+                read = done is not None
+                if done is None:
+                    frame = robustness.eps_sweep(
+                        models,
+                        self.x,
+                        self.y,
+                        [e],
+                        attacks=[spec],
+                        threat_models=[threat],
+                        seed=self.seed,
+                        batch_size=self.batch_size,
+                    )
+                    done = _rows(frame)
+                    self.progress.save(unit, done)
+                rows.extend(done)
+                self.done += 1
+                if self.report is not None:
+                    label = f"{spec.label} {threat}, {len(models)} sample(s), ε {float(e):g}"
+                    self.report(self.done, self.total, label, read)
+        return rows
+
+
 def evaluate(
     plan: RobustnessPlan,
     models: Sequence[Model],
@@ -116,26 +167,29 @@ def evaluate(
     index: np.ndarray,
     window: str,
     batch_size: int | None = None,
+    progress: AttackProgress | None = None,
+    report: Report | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """The ``robustness`` record of one window and its arrays (module docstring);
-    ``models`` are the window's samples, oldest first, ``(x, y, index)`` its attacked images."""
+    ``models`` are the window's samples, oldest first, ``(x, y, index)`` its attacked images.
+    ``progress``: the sweep's units finished before an interruption, and where each finished
+    unit is recorded (:mod:`sgmcmc_paper.engine.attack_progress`); ``report(done, total,
+    unit, read_back)`` is called after each unit."""
     n = min(plan.size, len(x))
     x, y, index = x[:n], y[:n], np.asarray(index[:n])
     models = list(models)
     attacks = (FGSM, plan.pgd)
-    options = {"attacks": attacks, "seed": plan.seed, "batch_size": batch_size}
-    at_fgsm = robustness.eps_sweep(
-        models, x, y, plan.fgsm_eps, threat_models=["per_sample"], **options
-    )
     others = [e for e in plan.eps if e not in plan.fgsm_eps]
-    single = robustness.eps_sweep(
-        models[-1:], x, y, others, threat_models=["per_sample"], **options
-    )
-    single = single[single["mode"] == "single"]
-    predictive = robustness.eps_sweep(
-        models, x, y, plan.eps, threat_models=["predictive"], **options
-    )
-    sweep = pd.concat([at_fgsm, single, predictive], ignore_index=True)
+    total = len(attacks) * (len(plan.fgsm_eps) + len(others) + len(plan.eps))
+    progress = progress or AttackProgress()
+    units = _Units(progress, models, x, y, plan.seed, batch_size, total, report)
+    last = units.sweep(attacks, "per_sample", others, last=True)
+    rows = [
+        *units.sweep(attacks, "per_sample", plan.fgsm_eps),
+        *(row for row in last if row["mode"] == "single"),
+        *units.sweep(attacks, "predictive", plan.eps),
+    ]
+    sweep = pd.DataFrame(rows, columns=robustness.SWEEP_COLUMNS)
     sweep = sweep.sort_values(["attack", "threat", "mode", "eps"], kind="stable")
     arrays: dict[str, np.ndarray] = {}
     if plan.makes_transfer:

@@ -17,7 +17,8 @@ ended (``complete`` or ``diverged``); ``fate`` (:mod:`sgmcmc_paper.engine.fate`:
 and recomputed from the metrics on load, so runs stored before fates existed (no ``fate``
 field) load as they are and get theirs. A run in progress keeps a
 checkpoint in ``<profile>/.checkpoints/<key>.pt`` (:mod:`sgmcmc_paper.engine.checkpoint`): a killed
-run resumes from it when asked for again, and it is deleted once the result is stored.
+run resumes from it when asked for again (its finished attacks too, kept beside it:
+:mod:`sgmcmc_paper.engine.attack_progress`), and both are deleted once the result is stored.
 
 A folder without ``run.json`` (left by hand or by an older writer) is not a result: the run is
 trained and its folder replaces the incomplete one atomically. A folder whose files cannot be
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgmcmc_paper.engine.attack_progress import discard as discard_attack_progress
 from sgmcmc_paper.engine.experiment import RunResult, run
 from sgmcmc_paper.engine.fate import FATES
 from sgmcmc_paper.engine.locks import file_lock
@@ -462,6 +464,7 @@ def run_or_load(
         )
         stored = save_result(result, root, replace=again is not None)
         checkpoint.unlink(missing_ok=True)
+        discard_attack_progress(checkpoint)
         return load_result(stored, config)
 
 
