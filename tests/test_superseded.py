@@ -1,5 +1,6 @@
-"""Superseded runs (``sgmcmc_paper.engine.orphans``): what no notebook or transfer attack needs
-is found, and retiring it moves it out of the committed store without losing it."""
+"""Superseded runs (``sgmcmc_paper.engine.orphans``): what no notebook or transfer attack needs,
+and the trials no search record lists or would make again, are found, and retiring them moves
+them out of the committed store without losing them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 from sgmcmc_paper.engine.orphans import (
     SUPERSEDED,
     needed_keys,
+    recorded_trials,
     retire,
     superseded_runs,
 )
 from sgmcmc_paper.engine.robustness import transfer_source
 from sgmcmc_paper.protocol.plan import notebook_configs
+from sgmcmc_paper.sweep.trial import trial_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +65,27 @@ def test_sweep_trials_and_unreadable_records_are_kept(store):
     old = _run(store, "ci", "cccccccccccccccc")
     assert superseded_runs("ci") == [old]
     assert trial.exists()
+
+
+def _trial(store: Path, key: str, eval_every: int | None = None) -> Path:
+    """A stored ci trial of SGD on 1,500 images; ``eval_every``: stored with another one."""
+    config = trial_config("ci", {"method": "sgd", "train_size": 1500}).to_dict()
+    assert config["eval_every"] != eval_every
+    folder = _run(store, "ci", key, evaluate_on="validation")
+    fields = {**config, **({} if eval_every is None else {"eval_every": eval_every})}
+    (folder / "run.json").write_text(json.dumps({"config": fields}))
+    return folder
+
+
+def test_a_trial_is_superseded_once_no_record_lists_it_and_no_search_makes_it(store):
+    listed = _trial(store, "1111111111111111", eval_every=20)
+    current = _trial(store, "2222222222222222")  # a search in progress may be using it
+    outdated = _trial(store, "3333333333333333", eval_every=20)
+    record = {"selected": {}, "sweeps": {"ci/sgd/1500": {"trials": [{"key": listed.name}]}}}
+    (store / "hparams").mkdir()
+    (store / "hparams" / "ci.json").write_text(json.dumps(record))
+    assert superseded_runs("ci") == [outdated]
+    assert recorded_trials("ci") == {listed.name} and current.exists()
 
 
 def test_retiring_moves_without_losing_anything(store):

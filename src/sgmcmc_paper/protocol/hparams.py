@@ -21,9 +21,10 @@ from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import results_dir
 
 
-def hparams_path(profile: str) -> Path:
-    """``results/hparams/<profile>.json`` (under ``$SGMCMC_RESULTS`` when set)."""
-    return results_dir() / "hparams" / f"{profile}.json"
+def hparams_path(profile: str, root: Path | None = None) -> Path:
+    """``<root>/hparams/<profile>.json``; ``root`` defaults to the store (``results``, or
+    ``$SGMCMC_RESULTS`` when set)."""
+    return Path(root or results_dir()) / "hparams" / f"{profile}.json"
 
 
 def selection_key(method: str, convention: str, train_size: int | None) -> str:
