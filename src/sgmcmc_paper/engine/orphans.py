@@ -28,9 +28,10 @@ from sgmcmc_paper.paths import results_dir
 
 #: Where :func:`retire` puts superseded runs, under the results root.
 SUPERSEDED = "superseded"
-#: What a trial's search takes from its grid point and the trial's own config
-#: (:func:`sgmcmc_paper.sweep.trial.trial_config`), and what it takes from the profile: a trial
-#: whose stored evaluation differs from the profile's is one no current search would make.
+#: The fields a stored trial's config is rebuilt from
+#: (:func:`sgmcmc_paper.sweep.trial.trial_config`), and those the profile sets in it: a trial
+#: whose stored ``TRIAL_EVALUATION`` differs from the rebuilt config's is one that no current
+#: search would make.
 TRIAL_SHAPE = ("method", "convention", "dataset", "train_size", "batch_size")
 TRIAL_EVALUATION = ("epochs", "eval_every")
 
@@ -85,12 +86,13 @@ def _outdated_trial(config: dict, profile: str) -> bool:
 
 def superseded_runs(profile: str, root: Path | None = None) -> list[Path]:
     """The finished run folders under ``<root>/<profile>`` that nothing reads (module
-    docstring), by name. A run whose record is unreadable is kept for the store's own checks."""
+    docstring), by name. A run whose record is unreadable (or of a layout without
+    ``evaluate_on``) is kept for the store's own checks."""
     needed, recorded = needed_keys(profile), recorded_trials(profile, root)
     superseded = []
     for folder in finished_runs(profile, root):
         config = _config(folder)
-        if config is None:
+        if config is None or "evaluate_on" not in config:  # unreadable, or of an older layout
             continue
         if config.get("evaluate_on") == "test":
             if folder.name not in needed:
