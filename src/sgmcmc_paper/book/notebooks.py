@@ -40,12 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgmcmc_paper.book.session import STORED_ONLY_ENV
+from sgmcmc_paper.engine.quarantine import DAMAGED
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import repo_root, results_dir
 
 KERNEL_NAME = "python3"
-#: What marks a run folder the store moved aside (:data:`sgmcmc_paper.engine.store.DAMAGED`).
-DAMAGED = ".damaged-"
 FRESH_STORE = ".fresh"
 RUN_FILE = "run.json"
 

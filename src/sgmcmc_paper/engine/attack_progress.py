@@ -21,12 +21,13 @@ import hashlib
 import json
 import os
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from sgmcmc_paper.engine.quarantine import move_aside
 
 #: The file format (a file of another format is replaced).
 FORMAT = 1
@@ -96,10 +97,8 @@ class AttackProgress:
             if not isinstance(units, dict):
                 raise TypeError(f"units is a {type(units).__name__}")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
             try:
-                os.replace(path, aside)
-                where = f"moved aside to {aside.name}"
+                where = f"moved aside to {move_aside(path).name}"
             except OSError as move:
                 where = f"left in place ({move.strerror or move})"
             print(

@@ -13,12 +13,12 @@ request of the run starts it over.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sgmcmc_paper.engine.quarantine import move_aside
 from sgmcmc_paper.errors import UserError
 from sgmcmc_paper.paths import ensure_dir, unwritable_fix
 
@@ -60,9 +60,8 @@ def load_checkpoint(path: Path, key: str, device: torch.device) -> dict[str, Any
 
 def _set_aside(path: Path, problem: str) -> UserError:
     """Move the bad checkpoint ``path`` aside (``<name>.damaged-<time>``); the error to raise."""
-    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
     try:
-        os.replace(path, aside)
+        aside = move_aside(path)
     except FileNotFoundError:
         fix = "another process moved it aside already; run again to start the run over"
     except OSError as exc:
